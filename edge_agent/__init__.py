@@ -1,0 +1,1 @@
+"""The gate application: item assembly, verification, decision, actuation, journal."""

@@ -1,0 +1,1 @@
+"""The site service: provenance ledger, rules, MQTT verification, HTTP API, metrics."""

@@ -1,0 +1,1 @@
+"""Device drivers behind small interfaces: scanners, RFID readers, cameras, gate I/O."""

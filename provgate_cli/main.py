@@ -1,0 +1,32 @@
+"""Root of the `provgate` CLI.
+
+Each package owns its subcommands in its own ``cli`` module (a ``typer.Typer`` named
+``app``); this module only mounts them, so the packages stay independent of each other.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version as dist_version
+
+import typer
+
+from gatewire.cli import app as id_app
+
+app = typer.Typer(
+    name="provgate",
+    help="Stop counterfeit goods at warehouse fulfilment gates.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(id_app, name="id")
+
+
+@app.command()
+def version() -> None:
+    """Print the installed provgate version."""
+    typer.echo(f"provgate {dist_version('provgate')}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

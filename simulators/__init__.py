@@ -1,0 +1,1 @@
+"""Stand-ins for what a gate has no hardware or site for: devices, brokers, conveyors."""
