@@ -1,4 +1,5 @@
-"""The contract between gate agents and the gateway: item identity, messages, topics, authentication.
+"""The contract between gate agents and the gateway.
 
-Depends on nothing else of provgate.
+Item identity, messages, topics and message authentication. Depends on nothing else of
+provgate.
 """

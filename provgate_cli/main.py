@@ -11,6 +11,7 @@ from importlib.metadata import version as dist_version
 import typer
 
 from gatewire.cli import app as id_app
+from provgate_cli.demo import demo
 
 app = typer.Typer(
     name="provgate",
@@ -20,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(id_app, name="id")
+app.command()(demo)
 
 
 @app.command()
