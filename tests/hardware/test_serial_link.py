@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 from hardware.backoff import Backoff
 from hardware.health import DeviceState
 from hardware.serial_link import SerialLink
 from simulators.serial_endpoint import PtyEndpoint, TcpEndpoint
+from tests.support.waiting import wait_until
 
 
 class Collector:
@@ -28,16 +28,6 @@ class Collector:
         with self.cond:
             self.cond.wait_for(lambda: len(self.data) >= size, timeout)
             return bytes(self.data)
-
-
-def wait_until(predicate: object, timeout: float = 5.0) -> bool:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_pty_bytes_arrive_in_bulk_not_byte_by_byte() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import http.client
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -12,15 +12,7 @@ import pytest
 
 from simulators.camera import placeholder_label, read_seq_code
 from simulators.mjpeg_server import MjpegServer
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from hardware.barcode.events import ScanEvent
 from hardware.health import DeviceState
 from simulators.scanner import ScannerFaults, SimulatedScanner, generate_items
 from simulators.serial_endpoint import PtyEndpoint, TcpEndpoint
+from tests.support.waiting import wait_until
 
 FAST = Backoff(initial=0.02, maximum=0.1)
 
@@ -32,15 +33,6 @@ def config(port: str, **overrides: object) -> SerialScannerConfig:
     }
     fields.update(overrides)
     return SerialScannerConfig.model_validate(fields)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def drain(scanner: SerialScanner, expected: int, timeout: float = 10.0) -> list[ScanEvent]:

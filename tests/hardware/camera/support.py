@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from hardware.backoff import Backoff
 from hardware.camera.config import OpenCvCameraConfig
 
@@ -20,12 +17,3 @@ def camera_config(source: str, **overrides: object) -> OpenCvCameraConfig:
     }
     fields.update(overrides)
     return OpenCvCameraConfig.model_validate(fields)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()

@@ -19,7 +19,8 @@ from simulators.camera import (
     write_image_folder,
     write_video_file,
 )
-from tests.hardware.camera.support import FAST, camera_config, wait_until
+from tests.hardware.camera.support import FAST, camera_config
+from tests.support.waiting import wait_until
 
 SMALL = SyntheticCamera(placeholder_label(160, 120))
 

@@ -14,7 +14,8 @@ from hardware.camera.frames import Frame
 from hardware.health import DeviceState
 from simulators.camera import placeholder_label, read_seq_code
 from simulators.mjpeg_server import MjpegServer
-from tests.hardware.camera.support import FAST, camera_config, wait_until
+from tests.hardware.camera.support import FAST, camera_config
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ from hardware.gate_io.config import GpiozeroGateIoConfig
 from hardware.gate_io.gpiozero_io import GpiozeroGateIo
 from hardware.gate_io.interface import LightColor, LightMode, PhotoEyeEdge, PhotoEyeEvent
 from hardware.health import DeviceState
+from tests.support.waiting import wait_until
 
 MockFactory = pytest.importorskip("gpiozero.pins.mock").MockFactory
 
@@ -32,15 +33,6 @@ def gpio_config(**overrides: Any) -> GpiozeroGateIoConfig:
     }
     fields.update(overrides)
     return GpiozeroGateIoConfig.model_validate(fields)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,21 +19,13 @@ from hardware.gate_io.interface import (
 )
 from hardware.gate_io.sim import SimGateIo
 from hardware.health import DeviceState
+from tests.support.waiting import wait_until
 
 FAST = Backoff(initial=0.02, maximum=0.05)
 
 
 def sim_config(**overrides: object) -> SimGateIoConfig:
     return SimGateIoConfig.model_validate({"type": "sim_gate_io", **overrides})
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 @pytest.fixture

@@ -19,19 +19,11 @@ from hardware.rfid.frames import FrameParser, build_response
 from hardware.rfid.sightings import TagSighting
 from simulators.serial_endpoint import PtyEndpoint, SerialEndpoint, TcpEndpoint
 from simulators.thingmagic import SimulatorSettings, ThingMagicSimulator
+from tests.support.waiting import wait_until
 
 ITEMS = [f"urn:epc:id:sgtin:0614141.812345.{serial}" for serial in (101, 102, 103)]
 ITEM_HEX = {encode_sgtin_hex(uri) for uri in ITEMS}
 SSCC_HEX = "3114257BF4499602D2000000"
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class Rig:
