@@ -106,7 +106,12 @@ def parse_device_config(
     tag = data.get("type")
     candidates = sorted(t for t, s in known.items() if kind is None or s.kind is kind)
     if tag not in known or (kind is not None and known[str(tag)].kind is not kind):
-        message = f"unknown device type {tag!r}; known: {', '.join(candidates) or 'none'}"
+        choices = ", ".join(candidates) or "none"
+        if tag is None:
+            message = f"missing `type`; one of: {choices}"
+        else:
+            message = f"unknown device type {tag!r}; known: {choices}"
+            line = (lines or {}).get((*path, "type"), line)
         raise ConfigError([ConfigProblem(source, line, ".".join((*path, "type")), message)])
     spec = known[str(tag)]
     if not path:

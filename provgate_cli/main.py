@@ -11,7 +11,9 @@ from importlib.metadata import version as dist_version
 import typer
 
 from gatewire.cli import app as id_app
+from hardware.cli import config_app, scan
 from provgate_cli.demo import demo
+from simulators.cli import app as sim_app
 
 app = typer.Typer(
     name="provgate",
@@ -21,7 +23,10 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(id_app, name="id")
+app.add_typer(config_app, name="config")
+app.add_typer(sim_app, name="sim")
 app.command()(demo)
+app.command("scan")(scan)
 
 
 @app.command()

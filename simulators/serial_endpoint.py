@@ -42,16 +42,18 @@ class PtyEndpoint(SerialEndpoint):
     """
 
     def __init__(self, link: str | Path | None = None) -> None:
+        self._link = Path(link) if link is not None else None
+        if self._link is not None and os.path.lexists(self._link) and not self._link.is_symlink():
+            raise FileExistsError(f"{self._link} exists and is not a symlink; not replacing it")
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         self.slave_path = os.ttyname(self._slave)
-        self._link = Path(link) if link is not None else None
-        if self._link is not None:
-            self._link.unlink(missing_ok=True)
-            self._link.symlink_to(self.slave_path)
         self._closed = False
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
+        if self._link is not None:
+            self._link.unlink(missing_ok=True)
+            self._link.symlink_to(self.slave_path)
 
     @property
     def url(self) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from hardware.backoff import Backoff
 from hardware.health import DeviceState
 from hardware.serial_link import SerialLink
@@ -124,3 +126,11 @@ def test_socket_url_reads_in_bulk_and_reconnects_after_reset() -> None:
     finally:
         link.stop()
         endpoint.close()
+
+
+def test_pty_endpoint_refuses_to_replace_a_regular_file(tmp_path: Path) -> None:
+    precious = tmp_path / "notes.txt"
+    precious.write_text("keep me")
+    with pytest.raises(FileExistsError):
+        PtyEndpoint(precious)
+    assert precious.read_text() == "keep me"
