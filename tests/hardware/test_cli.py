@@ -460,3 +460,25 @@ def test_scan_prints_each_tag_the_rfid_simulator_has_in_its_field(tmp_path: Path
     assert summary["counters"]["crc_errors"] == 0
     assert "rfid: stopped (SIGINT)" in sim_err
     assert int(stderr_counters(sim_err, "rfid counters: ")["tag_frames"]) > 0
+
+
+def test_scan_counts_corrupted_rfid_frames_and_still_prints_each_tag_once(tmp_path: Path) -> None:
+    link = str(tmp_path / "reader")
+    tags = [arg for tag in TAGS for arg in ("--tag", tag)]
+    sim_args = ["--read-rate", "300", "--corruption-rate", "0.3", "--seed", "3", "--link", link]
+    with (
+        provgate("sim", "rfid", *tags, *sim_args) as sim,
+        provgate("scan", "-d", "rfid", "-p", link, "--json", "-n", "3", "-t", "60") as scan,
+    ):
+        assert first_line(sim) == link
+        assert scan.wait(timeout=60) == 0
+        out, scan_err = scan.communicate(timeout=30)
+        sim.send_signal(signal.SIGINT)
+        assert sim.wait(timeout=30) == 0
+        _, sim_err = sim.communicate(timeout=30)
+    records = [json.loads(line) for line in out.splitlines()]
+    assert sorted(record["epc_hex"] for record in records) == sorted(TAGS)
+    assert all(record["valid"] for record in records)
+    summary = json.loads(scan_err.splitlines()[-1])
+    assert int(stderr_counters(sim_err, "rfid counters: ")["corrupted_frames"]) > 0
+    assert summary["counters"]["crc_errors"] > 0
