@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 # Debian packages the tests need, as "binary:package" pairs.
-SYSTEM_DEPS := mosquitto:mosquitto
+SYSTEM_DEPS := mosquitto:mosquitto pg_ctlcluster:postgresql
 SBIN_PATH := /usr/sbin:/usr/local/sbin:$(PATH)
 
 .PHONY: demo test lint typecheck pytest bench system-deps venv clean

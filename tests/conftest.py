@@ -1,4 +1,4 @@
-"""Shared fixtures: a real mosquitto broker on a free loopback port."""
+"""Shared fixtures: a real mosquitto broker and a real PostgreSQL, on free loopback ports."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from simulators.broker import BrokerError, MosquittoBroker
+from tests.support.postgres import PostgresError, PostgresServer
 
 
 def _start_broker() -> MosquittoBroker:
@@ -30,3 +31,14 @@ def fresh_mosquitto() -> Iterator[MosquittoBroker]:
     broker = _start_broker()
     yield broker
     broker.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server for the session; ``postgres.new_url()`` per test."""
+    try:
+        server = PostgresServer().start()
+    except PostgresError as exc:
+        pytest.fail(f"{exc} (make test installs it when run as root)", pytrace=False)
+    yield server
+    server.close()

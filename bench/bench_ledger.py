@@ -1,0 +1,335 @@
+"""Provenance ledger: append, item lookup, full audit and inclusion proofs, SQLite and PostgreSQL.
+
+Each figure stands beside a baseline from the same run on the same database:
+append ← raw inserts of the same rows (no chain, no index, no blocks); lookup at
+1,000,000 items ← the same lookup at 10,000 items (O(1) means a ratio near 1); audit ←
+reading every stored row once; proof ← the item's history query alone. Event IDs are the
+CBV 2.0 event hash (gateway.ledger.event_hash); its own cost is shown separately.
+The big ledger is bulk-loaded (executemany / COPY) with exactly what appends would write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from typing import Any
+
+from bench.report import Figure, print_figures
+from gateway.ledger import merkle
+from gateway.ledger.chain import GENESIS, leaf_data, next_chain
+from gateway.ledger.ledger import Ledger, derive_state
+from gateway.ledger.pg_store import PostgresStore
+from gateway.ledger.signing import BlockHeader, Keystore, OrgKey, raw_public
+from gateway.ledger.sqlite_store import SqliteStore
+from gateway.ledger.store import BlockRow, SqlStore
+from tests.support.postgres import PostgresServer
+
+BIG = int(os.environ.get("PROVGATE_BENCH_LEDGER_ITEMS", "1000000"))
+SMALL = 10_000
+APPEND_EVENTS = 20_000
+APPEND_BATCH = 500
+BLOCK_SIZE = 256
+LOOKUPS = 20_000
+PROOFS = 500
+LOAD_CHUNK = 20_000
+BRAND = "brand-acme"
+SITE = "site-dc1"
+
+
+def commissioning(n: int) -> dict[str, Any]:
+    """A brand owner's commissioning ObjectEvent for item n."""
+    return {
+        "type": "ObjectEvent",
+        "eventTime": f"2026-11-{1 + n % 28:02d}T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:"
+        f"{n % 60:02d}.000Z",
+        "eventTimeZoneOffset": "+00:00",
+        "epcList": [f"urn:epc:id:sgtin:0614141.107346.{n}"],
+        "action": "ADD",
+        "bizStep": "commissioning",
+        "disposition": "active",
+        "readPoint": {"id": "urn:epc:id:sgln:0614141.00777.0"},
+        "bizLocation": {"id": "urn:epc:id:sgln:0614141.00777.0"},
+    }
+
+
+def gate_event(n: int) -> dict[str, Any]:
+    """A site's receiving ObjectEvent for item n."""
+    return commissioning(n) | {
+        "action": "OBSERVE",
+        "bizStep": "receiving",
+        "disposition": "in_progress",
+        "readPoint": {"id": "urn:epc:id:sgln:0614141.00888.gate1"},
+    }
+
+
+def event_hash_fn() -> Callable[[Mapping[str, Any]], str]:
+    from gateway.ledger.event_hash import event_hash
+
+    return event_hash
+
+
+# ---- bulk load: exactly the rows appends would write --------------------------------
+
+
+class _Writer:
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+
+    def write(
+        self,
+        events: Sequence[tuple[int, str, str, str, bytes]],
+        index: Sequence[tuple[str, int]],
+        items: Sequence[tuple[str, int, str]],
+        blocks: Sequence[BlockRow],
+    ) -> None:
+        with self.store.write():
+            if isinstance(self.store, PostgresStore):
+                conn = self.store.connection
+                with conn.cursor() as cur:
+                    for table, cols, rows in (
+                        ("events", "seq, event_id, event_json, signer, chain", events),
+                        ("item_events", "item_key, seq", index),
+                        ("items", "item_key, last_seq, state", items),
+                    ):
+                        with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                            for row in rows:
+                                copy.write_row(row)
+            else:
+                self.store.insert_events(events)
+                self.store.insert_item_events(index)
+                self.store.upsert_items(items)
+            for block in blocks:
+                self.store.insert_block(block)
+
+
+def bulk_load(stores: Sequence[SqlStore], n: int, key: OrgKey, hash_fn: Any) -> None:
+    """n commissioning events (one per item) signed by ``key.org``, into every store."""
+    writers = [_Writer(s) for s in stores]
+    for store in stores:
+        with store.write():
+            store.register_key(key.key_id, key.org, raw_public(key.public_key), "bench")
+    chain = GENESIS
+    block_no = 0
+    pending: list[tuple[int, str, bytes]] = []
+    for start in range(0, n, LOAD_CHUNK):
+        events, index, items, blocks = [], [], [], []
+        for i in range(start, min(n, start + LOAD_CHUNK)):
+            seq = i + 1
+            event = commissioning(i)
+            eid = hash_fn(event)
+            chain = next_chain(chain, eid)
+            events.append((seq, eid, json.dumps(event, separators=(",", ":")), key.org, chain))
+            item = event["epcList"][0]
+            index.append((item, seq))
+            items.append((item, seq, derive_state(event, seq, eid)))
+            pending.append((seq, eid, chain))
+            if len(pending) == BLOCK_SIZE or seq == n:
+                block_no += 1
+                blocks.append(_seal(block_no, key, pending))
+                pending = []
+        for w in writers:
+            w.write(events, index, items, blocks)
+
+
+def _seal(block_no: int, key: OrgKey, leaves: list[tuple[int, str, bytes]]) -> BlockRow:
+    levels = merkle.tree_levels([merkle.leaf_hash(leaf_data(s, e)) for s, e, _ in leaves])
+    root = levels[-1][0]
+    header = BlockHeader(
+        block_no, key.org, key.key_id, leaves[0][0], leaves[-1][0], len(leaves), root, leaves[-1][2]
+    )
+    return BlockRow(
+        block_no,
+        key.org,
+        key.key_id,
+        header.first_seq,
+        header.last_seq,
+        header.leaf_count,
+        root,
+        header.head_chain,
+        key.sign(header.statement()),
+        "bench",
+        b"".join(node for level in levels for node in level),
+    )
+
+
+# ---- measurements -------------------------------------------------------------------
+
+
+def measure_append(
+    url: str, raw_url: str, keys: list[OrgKey], hash_fn: Any
+) -> tuple[float, float, float, float]:
+    """(events/s with CBV hash, events/s with hashes precomputed, raw insert rows/s,
+    CBV hashes/s alone)."""
+    events = [gate_event(i) for i in range(APPEND_EVENTS)]
+    t = time.perf_counter()
+    ids = [hash_fn(e) for e in events]
+    hash_rate = len(events) / (time.perf_counter() - t)
+    precomputed: dict[int, str] = {id(e): i for e, i in zip(events, ids, strict=True)}
+
+    def lookup(event: Mapping[str, Any]) -> str:
+        return precomputed[id(event)]
+
+    rates = []
+    for fn in (hash_fn, lookup):
+        with Ledger.open(url, keys, event_hash=fn, block_size=BLOCK_SIZE) as ledger:
+            half = APPEND_EVENTS // 2
+            part = events[:half] if fn is hash_fn else events[half:]
+            t = time.perf_counter()
+            for b in range(0, len(part), APPEND_BATCH):
+                ledger.append_batch(part[b : b + APPEND_BATCH], SITE)
+            rates.append(len(part) / (time.perf_counter() - t))
+    with _open(raw_url) as raw:
+        raw._execute(
+            "CREATE TABLE raw_events (seq BIGINT PRIMARY KEY, event_id TEXT, "
+            "event_json TEXT, signer TEXT, chain " + raw.blob_type + ")"
+        )
+        rows = [
+            (i + 1, ids[i], json.dumps(e, separators=(",", ":")), SITE, b"\0" * 32)
+            for i, e in enumerate(events)
+        ]
+        t = time.perf_counter()
+        for b in range(0, len(rows), APPEND_BATCH):
+            with raw.write():
+                raw._executemany(
+                    raw._q("INSERT INTO raw_events VALUES (?, ?, ?, ?, ?)"),
+                    rows[b : b + APPEND_BATCH],
+                )
+        raw_rate = len(rows) / (time.perf_counter() - t)
+    return rates[0], rates[1], raw_rate, hash_rate
+
+
+def measure_lookup(store: SqlStore, n: int) -> float:
+    """Median seconds of one item state lookup among n items."""
+    rng = random.Random(1)
+    keys = [f"urn:epc:id:sgtin:0614141.107346.{rng.randrange(n)}" for _ in range(LOOKUPS)]
+    samples = []
+    for key in keys:
+        t = time.perf_counter()
+        assert store.item_state(key) is not None
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples)
+
+
+def measure_proofs(ledger: Ledger, n: int) -> tuple[float, float]:
+    """(median s of prove(item), median s of the item history query alone)."""
+    rng = random.Random(2)
+    keys = [f"urn:epc:id:sgtin:0614141.107346.{rng.randrange(n)}" for _ in range(PROOFS)]
+    proof_t, history_t = [], []
+    for key in keys:
+        t = time.perf_counter()
+        ledger.store.item_history(key)
+        history_t.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        proof = ledger.prove(key)
+        proof_t.append(time.perf_counter() - t)
+        assert proof["events"]
+    return statistics.median(proof_t), statistics.median(history_t)
+
+
+def measure_scan(store: SqlStore) -> float:
+    """Seconds to read every event row once (the floor under any audit)."""
+    t = time.perf_counter()
+    for _ in store.iter_events():
+        pass
+    return time.perf_counter() - t
+
+
+def _open(url: str) -> SqlStore:
+    return PostgresStore(url) if url.startswith("postgresql://") else SqliteStore(url)
+
+
+def backend_figures(
+    name: str, urls: Iterator[str], big: SqlStore, small: SqlStore, keys: list[OrgKey], hash_fn: Any
+) -> list[Figure]:
+    """All figures of one backend (the big and small ledgers are already loaded)."""
+    append, append_pre, raw, hash_rate = measure_append(next(urls), next(urls), keys, hash_fn)
+    small_lookup = measure_lookup(small, SMALL)
+    big_lookup = measure_lookup(big, BIG)
+    with Ledger(big, keys, event_hash=hash_fn, block_size=BLOCK_SIZE) as ledger:
+        proof, history = measure_proofs(ledger, BIG)
+        scan = measure_scan(big)
+        t = time.perf_counter()
+        report = ledger.audit(strict=True)
+        audit_s = time.perf_counter() - t
+        assert report.ok, report.summary()
+        assert report.events == BIG
+    return [
+        Figure(
+            f"{name}: append, batched {APPEND_BATCH}, durable, incl. CBV hash",
+            append,
+            "events/s",
+            "raw INSERT of same rows",
+            raw,
+            target="≥ 20,000/s",
+        ),
+        Figure(
+            f"{name}: append, CBV hashes precomputed",
+            append_pre,
+            "events/s",
+            "raw INSERT of same rows",
+            raw,
+            target="≥ 20,000/s",
+        ),
+        Figure(f"{name}: CBV event hash alone", hash_rate, "events/s"),
+        Figure(
+            f"{name}: item state lookup at {BIG:,} items",
+            big_lookup * 1e6,
+            "µs",
+            f"same at {SMALL:,} items",
+            small_lookup * 1e6,
+            higher_is_better=False,
+            target="O(1): ratio ≈ 1",
+        ),
+        Figure(
+            f"{name}: full audit of {BIG:,} events",
+            audit_s,
+            "s",
+            "reading every row once",
+            scan,
+            higher_is_better=False,
+            target="≤ 20 s",
+        ),
+        Figure(
+            f"{name}: inclusion proof of an item's history",
+            proof * 1e3,
+            "ms",
+            "history query alone",
+            history * 1e3,
+            higher_is_better=False,
+            target="≤ 1 ms",
+        ),
+    ]
+
+
+def run() -> list[Figure]:
+    """All figures of this benchmark, SQLite then PostgreSQL."""
+    hash_fn = event_hash_fn()
+    figures: list[Figure] = []
+    with ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="provgate-bench-ledger-"))
+        keystore = Keystore(f"{tmp}/keys")
+        keys = [keystore.generate(BRAND), keystore.generate(SITE)]
+        server = stack.enter_context(PostgresServer(durable=True))
+        sqlite_big = stack.enter_context(SqliteStore(f"{tmp}/big.db"))
+        sqlite_small = stack.enter_context(SqliteStore(f"{tmp}/small.db"))
+        pg_big = PostgresStore(server.new_url("big"))
+        stack.callback(pg_big.close)
+        pg_small = stack.enter_context(PostgresStore(server.new_url("small")))
+        bulk_load([sqlite_big, pg_big], BIG, keys[0], hash_fn)
+        bulk_load([sqlite_small, pg_small], SMALL, keys[0], hash_fn)
+        pg_big.connection.execute("ANALYZE")
+        sqlite_urls = iter([f"{tmp}/append.db", f"{tmp}/raw.db"])
+        figures += backend_figures("SQLite", sqlite_urls, sqlite_big, sqlite_small, keys, hash_fn)
+        pg_urls = iter([server.new_url("append"), server.new_url("raw")])
+        figures += backend_figures("PostgreSQL", pg_urls, pg_big, pg_small, keys, hash_fn)
+    return figures
+
+
+if __name__ == "__main__":
+    print_figures("Provenance ledger: SQLite and PostgreSQL", run())

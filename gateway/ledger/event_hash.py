@@ -1,0 +1,1007 @@
+"""CBV 2.0 event hash (GS1 CBV 2.0 §8.9, "Event Hash ID") of EPCIS 2.0 JSON-LD events.
+
+An event's hash ID is ``ni:///sha-256;<hex>?ver=CBV2.0`` over a canonical *pre-hash
+string*, computed the way the reference implementation (RalphTro/epcis-event-hash-generator)
+computes it, so our IDs match what other EPCIS systems compute:
+
+1. ``eventType=<type>``, then the properties in the canonical order of ``_PROP_ORDER`` as
+   ``name=value`` (nested ones as ``name`` followed by their children); repeated
+   elements (the EPCs of a list, the sensor reports of an element…) are sorted.
+2. Then every other property (business transactions, sources, destinations, ``ilmd``,
+   user extensions as ``{namespace}localName``), rendered the same way and sorted.
+3. Values are normalised: timestamps to UTC with milliseconds, numbers without
+   redundant zeros, CBV short names and URNs to ``https://ref.gs1.org/cbv/…`` web
+   vocabulary, EPC URIs and GS1 Digital Link URIs to canonical
+   ``https://id.gs1.org/…`` Digital Link URIs (see ``gs1_digital_link``).
+4. ``eventID``, ``recordTime``, ``errorDeclaration``, comments and the fields a document
+   lists in its ``ignoreFields`` take no part.
+
+Pure functions without I/O. A malformed event raises ``EventHashError`` naming the fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+__all__ = [
+    "DEFAULT_NAMESPACES",
+    "EventHashError",
+    "document_event_hashes",
+    "document_event_prehashes",
+    "document_events",
+    "document_ignore_fields",
+    "event_hash",
+    "event_prehash",
+    "gs1_digital_link",
+    "hash_prehash",
+    "namespaces_from_context",
+]
+
+
+class EventHashError(ValueError):
+    """The event (or document) cannot be hashed; the message says what is wrong."""
+
+
+# A parsed property: (name, text value, children). Names of extensions are expanded to
+# "{namespace}localName"; list properties ("epcList") hold one child per element ("epc").
+_Node = tuple[str, str, list["_Node"]]
+_Order = Sequence[tuple[str, "_Order | None"]]
+
+#: Prefixes an event may use without declaring them: the EPCIS 2.0 context's own, and
+#: provgate's ``pg`` (so that ``event_hash(event)`` of our events needs no context; a
+#: document or caller that declares ``pg`` otherwise overrides it).
+DEFAULT_NAMESPACES: Mapping[str, str] = {
+    "gs1": "https://gs1.org/voc/",
+    "cbv": "https://ref.gs1.org/cbv/",
+    "epcis": "https://ref.gs1.org/epcis/",
+    "cbvmda": "urn:epcglobal:cbv:mda",
+    "pg": "https://provgate.dev/epcis/",
+}
+
+_CBV = "https://ref.gs1.org/cbv/"
+_GS1_VOC = "https://gs1.org/voc/"
+_MAX_DEPTH = 32
+
+_QUANTITY: _Order = (("epcClass", None), ("quantity", None), ("uom", None))
+_PROP_ORDER: _Order = (
+    ("eventTime", None),
+    ("eventTimeZoneOffset", None),
+    ("certificationInfo", None),
+    ("epcList", (("epc", None),)),
+    ("parentID", None),
+    ("inputEPCList", (("epc", None),)),
+    ("childEPCs", (("epc", None),)),
+    ("quantityList", (("quantityElement", _QUANTITY),)),
+    ("childQuantityList", (("quantityElement", _QUANTITY),)),
+    ("inputQuantityList", (("quantityElement", _QUANTITY),)),
+    ("outputEPCList", (("epc", None),)),
+    ("outputQuantityList", (("quantityElement", _QUANTITY),)),
+    ("action", None),
+    ("transformationID", None),
+    ("bizStep", None),
+    ("disposition", None),
+    ("persistentDisposition", (("set", None), ("unset", None))),
+    ("readPoint", (("id", None),)),
+    ("bizLocation", (("id", None),)),
+    (
+        "sensorElementList",
+        (
+            (
+                "sensorElement",
+                (
+                    (
+                        "sensorMetadata",
+                        tuple(
+                            (name, None)
+                            for name in (
+                                "time",
+                                "startTime",
+                                "endTime",
+                                "deviceID",
+                                "deviceMetadata",
+                                "rawData",
+                                "dataProcessingMethod",
+                                "bizRules",
+                            )
+                        ),
+                    ),
+                    (
+                        "sensorReport",
+                        tuple(
+                            (name, None)
+                            for name in (
+                                "type",
+                                "exception",
+                                "deviceID",
+                                "deviceMetadata",
+                                "rawData",
+                                "dataProcessingMethod",
+                                "time",
+                                "microorganism",
+                                "chemicalSubstance",
+                                "value",
+                                "component",
+                                "stringValue",
+                                "booleanValue",
+                                "hexBinaryValue",
+                                "uriValue",
+                                "minValue",
+                                "maxValue",
+                                "meanValue",
+                                "sDev",
+                                "percRank",
+                                "percValue",
+                                "uom",
+                                "coordinateReferenceSystem",
+                            )
+                        ),
+                    ),
+                ),
+            ),
+        ),
+    ),
+)
+
+#: Event properties that never take part in the hash.
+_IGNORED_TOP = frozenset({"type", "eventID", "recordTime", "errorDeclaration"})
+#: Keys dropped at every level (comments and JSON-LD text nodes).
+_IGNORED_KEYS = frozenset({"#text", "rdfs:comment", "comment"})
+#: Element names of list properties whose element name is not the list name minus "List".
+_LIST_ITEM = {
+    "childEPCs": "epc",
+    "inputEPCList": "epc",
+    "outputEPCList": "epc",
+    "quantityList": "quantityElement",
+    "childQuantityList": "quantityElement",
+    "inputQuantityList": "quantityElement",
+    "outputQuantityList": "quantityElement",
+}
+#: Lists of typed links, rendered as "type=…<kind>=…" per element.
+_LINK_LISTS = {
+    "bizTransactionList": "bizTransaction",
+    "sourceList": "source",
+    "destinationList": "destination",
+}
+#: Bare-string vocabulary per (parent element, property): "shipping" -> …/BizStep-shipping.
+_VOCAB: Mapping[tuple[str, str], str] = {
+    ("", "bizStep"): _CBV + "BizStep-",
+    ("", "disposition"): _CBV + "Disp-",
+    ("persistentDisposition", "set"): _CBV + "Disp-",
+    ("persistentDisposition", "unset"): _CBV + "Disp-",
+    ("bizTransaction", "type"): _CBV + "BTT-",
+    ("source", "type"): _CBV + "SDT-",
+    ("destination", "type"): _CBV + "SDT-",
+    ("sensorReport", "type"): _GS1_VOC,
+    ("sensorReport", "exception"): _GS1_VOC,
+    ("sensorReport", "component"): _CBV + "Comp-",
+    ("errorDeclaration", "reason"): _CBV + "ER-",
+}
+_CBV_URNS = (
+    ("urn:epcglobal:cbv:bizstep:", _CBV + "BizStep-"),
+    ("urn:epcglobal:cbv:disp:", _CBV + "Disp-"),
+    ("urn:epcglobal:cbv:btt:", _CBV + "BTT-"),
+    ("urn:epcglobal:cbv:sdt:", _CBV + "SDT-"),
+    ("urn:epcglobal:cbv:er:", _CBV + "ER-"),
+)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def event_prehash(
+    event: Mapping[str, Any],
+    context: Mapping[str, str] | None = None,
+    *,
+    ignore: Collection[str] = (),
+) -> str:
+    """The canonical pre-hash string of one EPCIS 2.0 JSON-LD event.
+
+    ``context`` maps namespace prefixes to IRIs (``{"pg": "https://provgate.dev/epcis/"}``)
+    for the event's extension properties, as a document's ``@context`` would; the event's
+    own ``@context``, if any, is read too. ``ignore`` names further properties to leave
+    out (CURIEs or ``{namespace}localName``), as a document's ``ignoreFields`` does.
+    """
+    if type(event) is not dict and not isinstance(event, Mapping):
+        raise EventHashError(f"an event must be a JSON object, not {type(event).__name__}")
+    event_type = event.get("type")
+    if not isinstance(event_type, str) or not event_type.strip():
+        raise EventHashError("the event has no 'type' (ObjectEvent, AggregationEvent, …)")
+    if context is None and "@context" not in event:
+        namespaces: Mapping[str, str] = DEFAULT_NAMESPACES
+    else:
+        namespaces = _namespaces(context, event.get("@context"))
+    ignored = {_expand_key(name, namespaces) for name in ignore} if ignore else ()
+    # Each top-level property renders on its own: the common shapes directly (fast), the
+    # rest through the general tree walk of _tree_prehash, which defines the result.
+    ordered = [""] * len(_PROP_ORDER)
+    rest: list[str] = []
+    for key, value in event.items():
+        spec = _TOP_SPEC.get(key)
+        if spec is not None:
+            if spec is _SKIP:
+                continue
+            position, fast = spec
+            text = fast(key, value, namespaces)
+            if text is None:
+                nodes = _children({key: value}, "", namespaces, 0)
+                text = _ordered(nodes, (_PROP_ORDER[position],), top=True)
+                # what the order left over joins the rest, as in _tree_prehash
+                rest.extend(_generic_one(n) for n in nodes if n[0] not in ignored)
+            ordered[position] = text
+            continue
+        if not isinstance(key, str):
+            raise EventHashError(f"event: property name {key!r} is not a string")
+        if key.startswith("@"):
+            continue
+        name = _expand_key(key, namespaces) if ":" in key else key
+        if name in ignored:
+            continue
+        if name.endswith("List"):
+            if name in _LINK_LISTS and (links := _fast_links(name, value, namespaces)):
+                rest.append(links)
+                continue
+        elif type(value) is list:
+            texts = [_value_text(v, namespaces) for v in value]
+            if None not in texts:
+                rest.extend(name + "=" + t if t else name for t in texts)
+                continue
+        else:
+            text = _value_text(value, namespaces)
+            if text is not None:
+                rest.append(name + "=" + text if text else name)
+                continue
+        rest.extend(_generic_one(n) for n in _children({key: value}, "", namespaces, 0))
+    rest.sort()
+    return "eventType=" + event_type.strip() + "".join(ordered) + "".join(rest)
+
+
+def _check_event(event: Any) -> str:
+    if not isinstance(event, Mapping):
+        raise EventHashError(f"an event must be a JSON object, not {type(event).__name__}")
+    event_type = event.get("type")
+    if not isinstance(event_type, str) or not event_type.strip():
+        raise EventHashError("the event has no 'type' (ObjectEvent, AggregationEvent, …)")
+    if "eventTime" in event:
+        event_time = event["eventTime"]
+        if not isinstance(event_time, str) or _parse_time(event_time.strip()) is None:
+            raise EventHashError(f"eventTime {event_time!r} is not an ISO 8601 date-time")
+    return event_type.strip()
+
+
+def _tree_prehash(
+    event: Mapping[str, Any],
+    context: Mapping[str, str] | None = None,
+    *,
+    ignore: Collection[str] = (),
+) -> str:
+    """event_prehash by the general tree walk alone: the definition the fast paths of
+    event_prehash must agree with (the tests compare the two)."""
+    event_type = _check_event(event)
+    namespaces = _namespaces(context, event.get("@context"))
+    ignored = {_expand_key(name, namespaces) for name in ignore}
+    children = _children(event, "", namespaces, 0)
+    ordered = _ordered(children, _PROP_ORDER, top=True)
+    rest = [c for c in children if c[0] not in _IGNORED_TOP and c[0] not in ignored]
+    return "eventType=" + event_type + ordered + _generic(rest)
+
+
+def event_hash(
+    event: Mapping[str, Any],
+    context: Mapping[str, str] | None = None,
+    *,
+    ignore: Collection[str] = (),
+) -> str:
+    """The CBV 2.0 event hash ID ``ni:///sha-256;<hex>?ver=CBV2.0`` of one event."""
+    return hash_prehash(event_prehash(event, context, ignore=ignore))
+
+
+def hash_prehash(prehash: str) -> str:
+    """The ``ni:///sha-256;…?ver=CBV2.0`` ID of a pre-hash string."""
+    return "ni:///sha-256;" + hashlib.sha256(prehash.encode("utf-8")).hexdigest() + "?ver=CBV2.0"
+
+
+def document_events(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The events of an EPCIS 2.0 document or query document, in document order."""
+    if not isinstance(doc, Mapping):
+        raise EventHashError(f"an EPCIS document must be a JSON object, not {type(doc).__name__}")
+    body = doc.get("epcisBody")
+    if not isinstance(body, Mapping):
+        raise EventHashError("the document has no 'epcisBody' object")
+    if "eventList" in body:
+        events = body["eventList"]
+    elif "queryResults" in body:
+        results = body["queryResults"]
+        rbody = results.get("resultsBody") if isinstance(results, Mapping) else None
+        events = rbody.get("eventList", []) if isinstance(rbody, Mapping) else None
+    elif "event" in body:
+        events = [body["event"]]
+    else:
+        raise EventHashError("the epcisBody has no eventList, queryResults or event")
+    if not isinstance(events, list):
+        raise EventHashError("the document's eventList is not a list")
+    for index, event in enumerate(events):
+        if not isinstance(event, Mapping):
+            raise EventHashError(f"event {index} of the document is not a JSON object")
+    return events
+
+
+def document_ignore_fields(doc: Mapping[str, Any]) -> list[str]:
+    """Properties the document asks hash generators to ignore (``…:ignoreFields``).
+
+    Repositories list their own bookkeeping fields there (PR #114 of the reference
+    implementation); they are looked for on the document and on its ``queryResults``.
+    """
+    found: list[str] = []
+    places: list[Any] = [doc]
+    body = doc.get("epcisBody")
+    if isinstance(body, Mapping):
+        places.append(body.get("queryResults"))
+    for place in places:
+        if not isinstance(place, Mapping):
+            continue
+        for key, value in place.items():
+            if isinstance(key, str) and (key == "ignoreFields" or key.endswith(":ignoreFields")):
+                values = value if isinstance(value, list) else [value]
+                found.extend(v for v in values if isinstance(v, str))
+    return found
+
+
+def document_event_prehashes(doc: Mapping[str, Any]) -> list[str]:
+    """The pre-hash string of every event of an EPCIS 2.0 document, in document order."""
+    events = document_events(doc)
+    context = namespaces_from_context(doc.get("@context"))
+    ignore = document_ignore_fields(doc)
+    result = []
+    for index, event in enumerate(events):
+        try:
+            result.append(event_prehash(event, context, ignore=ignore))
+        except EventHashError as exc:
+            raise EventHashError(f"event {index}: {exc}") from None
+    return result
+
+
+def document_event_hashes(doc: Mapping[str, Any]) -> list[str]:
+    """The CBV 2.0 hash ID of every event of an EPCIS 2.0 document, in document order."""
+    return [hash_prehash(p) for p in document_event_prehashes(doc)]
+
+
+def namespaces_from_context(context: Any) -> dict[str, str]:
+    """Prefix → namespace IRI declared in a JSON-LD ``@context`` (string, object or list)."""
+    found: dict[str, str] = {}
+    items = context if isinstance(context, list) else [context]
+    for item in items:
+        if isinstance(item, Mapping):
+            for prefix, iri in item.items():
+                if isinstance(prefix, str) and isinstance(iri, str) and not prefix.startswith("@"):
+                    found[prefix] = iri
+    return found
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _namespaces(context: Mapping[str, str] | None, event_context: Any) -> dict[str, str]:
+    namespaces = dict(DEFAULT_NAMESPACES)
+    if context:
+        namespaces.update(context)
+    if event_context is not None:
+        namespaces.update(namespaces_from_context(event_context))
+    return namespaces
+
+
+def _expand_key(key: str, namespaces: Mapping[str, str]) -> str:
+    prefix, sep, local = key.partition(":")
+    if sep and prefix in namespaces:
+        return "{" + namespaces[prefix] + "}" + local
+    return key
+
+
+def _expand_value(text: str, namespaces: Mapping[str, str]) -> str:
+    """Expand CURIEs of GS1 vocabularies (``cbv:BizStep-x``, ``gs1:Angle``); others stay."""
+    prefix, sep, local = text.partition(":")
+    if sep and prefix in namespaces:
+        iri = namespaces[prefix]
+        if iri.startswith(("https://ref.gs1.org", "https://gs1.org")):
+            return iri + local
+    return text
+
+
+def _scalar(value: Any, vocab: str | None, namespaces: Mapping[str, str], where: str) -> str:
+    if isinstance(value, str):
+        if vocab is not None and value and ":" not in value:
+            return vocab + value.strip()
+        return _expand_value(value, namespaces) if ":" in value else value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if value is None:
+        return ""
+    raise EventHashError(f"{where}: unsupported value of type {type(value).__name__}")
+
+
+def _children(
+    obj: Mapping[str, Any], parent: str, ns: Mapping[str, str], depth: int
+) -> list[_Node]:
+    if depth > _MAX_DEPTH:
+        raise EventHashError(f"{parent}: nested deeper than {_MAX_DEPTH} levels")
+    nodes: list[_Node] = []
+    for raw_key, value in obj.items():
+        if not isinstance(raw_key, str):
+            raise EventHashError(f"{parent or 'event'}: property name {raw_key!r} is not a string")
+        if raw_key in _IGNORED_KEYS or raw_key.startswith("@"):
+            continue
+        key = _expand_key(raw_key, ns) if ":" in raw_key else raw_key
+        if key.endswith("List") or key == "childEPCs":
+            item = _LIST_ITEM.get(key) or key[:-4]
+            elements = value if isinstance(value, list) else [value]
+            kids: list[_Node] = []
+            for element in elements:
+                kids.extend(_members(item, element, parent, ns, depth + 1))
+            nodes.append((key, "", kids))
+        else:
+            nodes.extend(_members(key, value, parent, ns, depth + 1))
+    return nodes
+
+
+def _members(name: str, value: Any, parent: str, ns: Mapping[str, str], depth: int) -> list[_Node]:
+    """The nodes of one property; a JSON array gives one node per element."""
+    if isinstance(value, list):
+        if depth > _MAX_DEPTH:
+            raise EventHashError(f"{name}: nested deeper than {_MAX_DEPTH} levels")
+        return [n for element in value for n in _members(name, element, parent, ns, depth + 1)]
+    if isinstance(value, Mapping):
+        text = value.get("#text", "")
+        text = _scalar(text, None, ns, name) if text is not None else ""
+        return [(name, text, _children(value, name, ns, depth))]
+    return [(name, _scalar(value, _VOCAB.get((parent, name)), ns, name), [])]
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _is_extension(name: str) -> bool:
+    return "{" in name and "/}" in name
+
+
+def _ordered(children: list[_Node], order: _Order, top: bool = False) -> str:
+    """Render the children named in ``order`` (consuming them) plus, when nested, the
+    user extensions of this element; unconsumed children stay in ``children``."""
+    extensions: list[_Node] = []
+    if (
+        not top
+        and len(children) > 1
+        and not any("eventTime" in c[0] or "action" in c[0] for c in children)
+    ):
+        extensions = [c for c in children if _is_extension(c[0])]
+        if extensions:
+            children[:] = [c for c in children if not _is_extension(c[0])]
+    parts: list[str] = []
+    for name, sub_order in order:
+        matching = [c for c in children if c[0] == name]
+        if not matching:
+            continue
+        values = []
+        for child in matching:
+            text = _ordered_child(child, sub_order)
+            if text:
+                values.append(text)
+        children[:] = [c for c in children if c[0] != name or c[2]]
+        values.sort()
+        parts.extend(values)
+    if extensions:
+        parts.append(_generic(extensions))
+    return "".join(parts)
+
+
+def _ordered_child(child: _Node, sub_order: _Order | None) -> str:
+    name, value, grandchildren = child
+    inner = _ordered(grandchildren, sub_order) if sub_order else ""
+    text = value.strip()
+    if text:
+        lowered = name.lower()
+        is_time = "time" in lowered and "offset" not in lowered
+        text = _utc_millis(text) if is_time else _canon(text)
+    if text:
+        return name + "=" + text + inner
+    return name + inner if inner else ""
+
+
+def _generic(children: list[_Node]) -> str:
+    values = [_generic_one(c) for c in children]
+    values.sort()
+    return "".join(values)
+
+
+def _generic_one(node: _Node) -> str:
+    name, value, children = node
+    text = value.strip()
+    head = name + "=" + _canon(text) if text else name
+    kind = _LINK_LISTS.get(name)
+    if kind is None:
+        return head + _generic(children)
+    links = []
+    for link in children:
+        ordered = [c for c in link[2] if c[0] == "type"] + [c for c in link[2] if c[0] == kind]
+        others = [c for c in link[2] if c[0] not in ("type", kind)]
+        links.append("".join(_generic_one(c) for c in ordered) + _generic(others))
+    links.sort()
+    return head + "".join(links)
+
+
+# --------------------------------------------------------------------------- fast paths
+# Direct renderings of the shapes gate events use; each returns None for any other shape,
+# which then takes the general path. They must render exactly as _ordered/_generic do.
+
+_FastRenderer = Callable[[str, Any, Mapping[str, str]], "str | None"]
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _str_text(value: str, vocab: str | None, ns: Mapping[str, str]) -> str:
+    """The canonical text of a string value: _canon(_scalar(value).strip()), or ""."""
+    if ":" in value and value.partition(":")[0] in ns:
+        text = _expand_value(value, ns).strip()
+        return _canon(text) if text else ""
+    return _plain_text(value, vocab)
+
+
+@lru_cache(maxsize=16384)
+def _plain_text(value: str, vocab: str | None) -> str:
+    """_str_text of a value without a CURIE prefix of the namespaces (cached)."""
+    if vocab is not None and value and ":" not in value:
+        value = vocab + value.strip()
+    text = value.strip()
+    return _canon(text) if text else ""
+
+
+def _value_text(value: Any, ns: Mapping[str, str]) -> str | None:
+    """The canonical text of a JSON scalar without vocabulary; None for other values."""
+    kind = type(value)
+    if kind is str:
+        return _str_text(value, None, ns)
+    if kind is float or kind is int:
+        return _number_text(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    return None
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _number_text(value: float) -> str:
+    return _canon(str(value))
+
+
+def _fast_scalar(key: str, value: Any, ns: Mapping[str, str]) -> str | None:
+    if type(value) is str:
+        text = _str_text(value, _TOP_VOCAB.get(key), ns)
+    elif type(value) in _SCALARS:
+        text = _scalar(value, None, ns, key).strip()
+        text = _canon(text) if text else ""
+    else:
+        return None
+    return key + "=" + text if text else ""
+
+
+def _fast_event_time(key: str, value: Any, ns: Mapping[str, str]) -> str:
+    """eventTime, which must be an ISO 8601 date-time: the hash rests on it."""
+    if isinstance(value, str):
+        text = value.strip()
+        utc = _utc_or_none(text)
+        if utc is not None:
+            return key + "=" + utc
+    raise EventHashError(f"eventTime {value!r} is not an ISO 8601 date-time")
+
+
+def _fast_epcs(key: str, value: Any, ns: Mapping[str, str]) -> str | None:
+    if type(value) is not list:
+        return None
+    epcs = []
+    for element in value:
+        if type(element) is not str:
+            return None
+        text = _str_text(element, None, ns)
+        if text:
+            epcs.append("epc=" + text)
+    epcs.sort()
+    return key + "".join(epcs) if epcs else ""
+
+
+def _fast_place(key: str, value: Any, ns: Mapping[str, str]) -> str | None:
+    if type(value) is not dict or len(value) != 1:
+        return None
+    place = value.get("id")
+    if not isinstance(place, str):
+        return None
+    text = _str_text(place, None, ns)
+    return key + "id=" + text if text else ""
+
+
+def _slow(key: str, value: Any, ns: Mapping[str, str]) -> None:
+    """No fast path: the general tree walk renders it."""
+
+
+def _fast_links(name: str, value: Any, ns: Mapping[str, str]) -> str | None:
+    """bizTransactionList / sourceList / destinationList of {type?, <kind>} objects."""
+    if type(value) is not list:
+        return None
+    kind = _LINK_LISTS[name]
+    vocab = _VOCAB[(kind, "type")]
+    links = []
+    for link in value:
+        if type(link) is not dict:
+            return None
+        size = len(link)
+        link_type = link.get("type")
+        target = link.get(kind)
+        if size != (link_type is not None) + (target is not None):
+            return None  # other keys (or explicit nulls): the general path
+        text = ""
+        if link_type is not None:
+            if type(link_type) is not str:
+                return None
+            canonical = _str_text(link_type, vocab, ns)
+            text = "type=" + canonical if canonical else "type"
+        if target is not None:
+            if type(target) is not str:
+                return None
+            canonical = _str_text(target, None, ns)
+            text += kind + "=" + canonical if canonical else kind
+        links.append(text)
+    links.sort()
+    return name + "".join(links)
+
+
+_TOP_VOCAB = {name: vocab for (parent, name), vocab in _VOCAB.items() if not parent}
+_TOP_POSITION = {name: index for index, (name, _) in enumerate(_PROP_ORDER)}
+_FAST_ORDERED: dict[str, _FastRenderer] = {
+    **{name: _fast_scalar for name, sub_order in _PROP_ORDER if sub_order is None},
+    "eventTime": _fast_event_time,
+    "epcList": _fast_epcs,
+    "childEPCs": _fast_epcs,
+    "inputEPCList": _fast_epcs,
+    "outputEPCList": _fast_epcs,
+    "readPoint": _fast_place,
+    "bizLocation": _fast_place,
+}
+_SKIP = (-1, _slow)
+#: Top-level property -> (position in _PROP_ORDER, renderer), or _SKIP for ignored ones.
+_TOP_SPEC: dict[Any, tuple[int, _FastRenderer]] = {
+    **dict.fromkeys(_IGNORED_KEYS | _IGNORED_TOP, _SKIP),
+    **{name: (index, _FAST_ORDERED.get(name, _slow)) for name, index in _TOP_POSITION.items()},
+}
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+# The common shape, at most millisecond precision: only its minute changes in UTC.
+_SIMPLE_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d)(:[0-5]\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+
+
+@lru_cache(maxsize=4096)
+def _utc_minute(minute: str, offset: str) -> str | None:
+    moment = _parse_time(minute + offset)
+    if moment is None:
+        return None
+    moment = moment.astimezone(UTC)
+    date = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+    return f"{date}T{moment.hour:02d}:{moment.minute:02d}"
+
+
+def _utc_millis(text: str) -> str:
+    """ISO 8601 date-time -> UTC at millisecond precision (sub-ms rounded half to even, as
+    the reference does); anything else is left as it is."""
+    utc = _utc_or_none(text)
+    return text if utc is None else utc
+
+
+def _utc_or_none(text: str) -> str | None:
+    simple = _SIMPLE_TIME.fullmatch(text)
+    if simple is not None:
+        minute = _utc_minute(simple[1], simple[4])
+        fraction = simple[3] or ""
+        if minute is not None and len(fraction) <= 3:
+            return f"{minute}{simple[2]}.{fraction.ljust(3, '0')}Z"
+        if minute is not None:  # datetime keeps 6 digits; round those to ms, half to even
+            millis = round(int(fraction[:6].ljust(6, "0")), -3) // 1000
+            if millis < 1000:  # (a carry into the next second takes the general path)
+                return f"{minute}{simple[2]}.{millis:03d}Z"
+    moment = _parse_time(text)
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # no offset: read as UTC (the reference uses the host zone)
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    micros = round(moment.microsecond, -3)
+    moment = moment.replace(microsecond=0) + timedelta(microseconds=micros)
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+        f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z"
+    )
+
+
+_NUMBER_START = frozenset("0123456789+-.")
+
+
+def _numeric(text: str) -> str:
+    """Numbers lose leading "+", leading zeros and a trailing ".0" (as Python's float
+    formatting has it, which the reference uses); other text is unchanged."""
+    if text[0] not in _NUMBER_START and text.isascii():
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number):
+        return text
+    if number.is_integer():
+        return str(int(number))
+    return str(number)
+
+
+@lru_cache(maxsize=8192)
+def _canon(text: str) -> str:
+    if text.startswith("urn:epcglobal:cbv:"):
+        for urn, web in _CBV_URNS:
+            text = text.replace(urn, web)
+    text = _numeric(text)
+    return gs1_digital_link(text) or text
+
+
+# --------------------------------------------------------------------------- GS1 keys
+
+
+def _check_digit(digits: str) -> str:
+    total = 3 * sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2]))
+    return str(-total % 10)
+
+
+def _with_check(digits: str) -> str:
+    return digits + _check_digit(digits)
+
+
+def _encode(text: str) -> str:
+    """Percent-encode what GS1 Digital Link needs encoded and EPC URIs leave bare."""
+    for char, code in (
+        ("!", "%21"),
+        ("(", "%28"),
+        (")", "%29"),
+        ("*", "%2A"),
+        ("+", "%2B"),
+        (",", "%2C"),
+        (":", "%3A"),
+    ):
+        text = text.replace(char, code)
+    return text
+
+
+# A character of a GS1 alphanumeric EPC component (TDS "GS3A3"), possibly %-escaped.
+_C = (
+    r"(?:%2[125-9A-Fa-f]|%3[0-9A-Fa-f]|%4[1-9A-Fa-f]|%5[0-9AaFf]|%6[1-9A-Fa-f]|%7[0-9Aa]"
+    r"|[!')(*+,.0-9:;=A-Za-z_-])"
+)
+_CPI_C = r"(?:%2[3dfDF]|%3[0-9]|%4[1-9A-Fa-f]|%5[0-9Aa]|[0-9A-Z-])"
+_EPC = re.compile(
+    r"urn:epc:(?P<kind>id|class|idpat):(?P<scheme>[a-z]+):(?P<body>.+)",
+    re.DOTALL,
+)
+_RE = {
+    ("id", "sgtin"): re.compile(rf"(\d{{6,12}})\.(\d{{1,7}})\.({_C}{{1,20}})"),
+    ("id", "sscc"): re.compile(r"(\d{6,12})\.(\d{5,11})"),
+    ("id", "sgln"): re.compile(rf"(\d{{6,12}})\.(\d{{0,6}})\.({_C}{{1,20}})"),
+    ("id", "grai"): re.compile(rf"(\d{{6,12}})\.(\d{{0,6}})\.({_C}{{1,16}})"),
+    ("id", "giai"): re.compile(rf"(\d{{6,12}})\.({_C}{{1,24}})"),
+    ("id", "gsrn"): re.compile(r"(\d{6,12})\.(\d{5,11})"),
+    ("id", "gsrnp"): re.compile(r"(\d{6,12})\.(\d{5,11})"),
+    ("id", "gdti"): re.compile(rf"(\d{{6,12}})\.(\d{{0,6}})\.({_C}{{1,17}})"),
+    ("id", "cpi"): re.compile(rf"(\d{{6,12}})\.({_CPI_C}{{1,24}})\.(\d{{1,12}})"),
+    ("id", "sgcn"): re.compile(r"(\d{6,12})\.(\d{0,6})\.(\d{1,12})"),
+    ("id", "ginc"): re.compile(rf"(\d{{6,12}})\.({_C}{{1,24}})"),
+    ("id", "gsin"): re.compile(r"(\d{6,12})\.(\d{4,10})"),
+    ("id", "itip"): re.compile(rf"(\d{{6,12}})\.(\d{{1,7}})\.(\d\d)\.(\d\d)\.({_C}{{1,20}})"),
+    ("id", "upui"): re.compile(rf"(\d{{6,12}})\.(\d{{1,7}})\.({_C}{{1,28}})"),
+    ("id", "pgln"): re.compile(r"(\d{6,12})\.(\d{0,6})"),
+    ("class", "lgtin"): re.compile(rf"(\d{{6,12}})\.(\d{{1,7}})\.({_C}{{1,20}})"),
+    ("idpat", "sgtin"): re.compile(r"(\d{6,12})\.(\d{1,7})\.\*"),
+    ("idpat", "grai"): re.compile(r"(\d{6,12})\.(\d{0,6})\.\*"),
+    ("idpat", "gdti"): re.compile(r"(\d{6,12})\.(\d{0,6})\.\*"),
+    ("idpat", "sgcn"): re.compile(r"(\d{6,12})\.(\d{0,6})\.\*"),
+    ("idpat", "cpi"): re.compile(rf"(\d{{6,12}})\.({_CPI_C}{{1,24}})\.\*"),
+    ("idpat", "itip"): re.compile(r"(\d{6,12})\.(\d{1,7})\.(\d\d)\.(\d\d)\.\*"),
+    ("idpat", "upui"): re.compile(r"(\d{6,12})\.(\d{1,7})\.\*"),
+}
+# Total digits of company prefix + reference per scheme (the check digit excluded).
+_DIGITS = {
+    "sgtin": 13,
+    "lgtin": 13,
+    "itip": 13,
+    "upui": 13,
+    "sscc": 17,
+    "sgln": 12,
+    "grai": 12,
+    "gdti": 12,
+    "sgcn": 12,
+    "pgln": 12,
+    "gsrn": 17,
+    "gsrnp": 17,
+    "gsin": 16,
+}
+_DL = "https://id.gs1.org/"
+
+
+@lru_cache(maxsize=4096)
+def _gtin(prefix: str, item: str) -> str:
+    return _with_check(item[:1] + prefix + item[1:])
+
+
+# Plain SGTINs (alphanumeric serial, nothing to escape): the usual item ID, done directly.
+_SIMPLE_SGTIN = re.compile(r"urn:epc:id:sgtin:(\d{6,12})\.(\d{1,7})\.([0-9A-Za-z]{1,20})")
+
+
+def _epc_to_dl(uri: str) -> str | None:
+    simple = _SIMPLE_SGTIN.fullmatch(uri)
+    if simple is not None and len(simple[1]) + len(simple[2]) == 13:
+        return f"{_DL}01/{_gtin(simple[1], simple[2])}/21/{simple[3]}"
+    m = _EPC.fullmatch(uri)
+    if m is None:
+        return None
+    kind, scheme = m["kind"], m["scheme"]
+    pattern = _RE.get((kind, scheme))
+    if pattern is None:
+        return None
+    p = pattern.fullmatch(m["body"])
+    if p is None:
+        return None
+    g = p.groups()
+    prefix = g[0]
+    need = _DIGITS.get(scheme)
+    if need is not None and len(prefix) + len(g[1]) != need:
+        return None
+    if scheme in ("giai", "ginc", "cpi") and len(prefix) + len(g[1]) > 30:
+        return None
+    if kind == "id":
+        if scheme == "sgtin":
+            return f"{_DL}01/{_gtin(prefix, g[1])}/21/{_encode(g[2])}"
+        if scheme == "sscc":
+            return f"{_DL}00/{_with_check(g[1][:1] + prefix + g[1][1:])}"
+        if scheme == "sgln":
+            gln = _with_check(prefix + g[1])
+            return f"{_DL}414/{gln}" if g[2] == "0" else f"{_DL}414/{gln}/254/{_encode(g[2])}"
+        if scheme == "grai":
+            return f"{_DL}8003/{_with_check('0' + prefix + g[1])}{_encode(g[2])}"
+        if scheme == "giai":
+            return f"{_DL}8004/{prefix}{_encode(g[1])}"
+        if scheme == "gsrn":
+            return f"{_DL}8018/{_with_check(prefix + g[1])}"
+        if scheme == "gsrnp":
+            return f"{_DL}8017/{_with_check(prefix + g[1])}"
+        if scheme == "gdti":
+            return f"{_DL}253/{_with_check(prefix + g[1])}{_encode(g[2])}"
+        if scheme == "cpi":
+            return f"{_DL}8010/{_encode(prefix + g[1])}/8011/{g[2]}"
+        if scheme == "sgcn":
+            return f"{_DL}255/{_with_check(prefix + g[1])}{g[2]}"
+        if scheme == "ginc":
+            return f"{_DL}401/{prefix}{_encode(g[1])}"
+        if scheme == "gsin":
+            return f"{_DL}402/{_with_check(prefix + g[1])}"
+        if scheme == "itip":
+            return f"{_DL}8006/{_gtin(prefix, g[1])}{g[2]}{g[3]}/21/{_encode(g[4])}"
+        if scheme == "upui":
+            return f"{_DL}01/{_gtin(prefix, g[1])}/235/{_encode(g[2])}"
+        if scheme == "pgln":
+            return f"{_DL}417/{_with_check(prefix + g[1])}"
+        return None
+    if kind == "class":  # lgtin
+        return f"{_DL}01/{_gtin(prefix, g[1])}/10/{_encode(g[2])}"
+    if scheme in ("sgtin", "upui"):
+        return f"{_DL}01/{_gtin(prefix, g[1])}"
+    if scheme == "grai":
+        return f"{_DL}8003/{_with_check('0' + prefix + g[1])}"
+    if scheme == "gdti":
+        return f"{_DL}253/{_with_check(prefix + g[1])}"
+    if scheme == "sgcn":
+        return f"{_DL}255/{_with_check(prefix + g[1])}"
+    if scheme == "cpi":
+        return f"{_DL}8010/{_encode(prefix + g[1])}"
+    if scheme == "itip":
+        return f"{_DL}8006/{_gtin(prefix, g[1])}{g[2]}{g[3]}"
+    return None
+
+
+_KEYS = "00|01|253|255|401|402|414|417|8003|8004|8006|8010|8017|8018"
+_SHORT_NAMES = (
+    ("/gtin/", "/01/"),
+    ("/itip/", "/8006/"),
+    ("/cpid/", "/8010/"),
+    ("/gln/", "/414/"),
+    ("/party/", "/417/"),
+    ("/gsrnp/", "/8017/"),
+    ("/gsrn/", "/8018/"),
+    ("/gcn/", "/255/"),
+    ("/sscc/", "/00/"),
+    ("/gdti/", "/253/"),
+    ("/ginc/", "/401/"),
+    ("/gsin/", "/402/"),
+    ("/grai/", "/8003/"),
+    ("/giai/", "/8004/"),
+    ("/cpv/", "/22/"),
+    ("/lot/", "/10/"),
+    ("/ser/", "/21/"),
+)
+_DL_LIKE = re.compile(
+    r"https?://[^/?#]*[^?#]*/(?:"
+    + _KEYS
+    + r"|gtin|itip|cpid|gln|party|gsrnp|gsrn|gcn|sscc|gdti|ginc|gsin|grai|giai)/\d{4}[^/]"
+)
+_CANONICAL_HOST = re.compile(r"https://id\.gs1\.org/(?:" + _KEYS + r")/\d{4}")
+# Characters allowed in GS1 Digital Link path values here (a subset of GS1 AI encodable set 82).
+_V = r"[\"'\-.0-9;-?A-Z_a-z]"
+_VALID_DL = re.compile(
+    r"https://id\.gs1\.org/(?:"
+    r"00/\d{18}"
+    rf"|01/\d{{14}}(?:/21/{_V}{{0,20}}|/10/{_V}{{0,20}}|/235/{_V}{{0,28}})?"
+    rf"|253/\d{{13}}{_V}{{0,17}}"
+    r"|255/\d{13}\d{0,12}"
+    rf"|401/{_V}{{0,30}}"
+    r"|402/\d{17}"
+    rf"|414/\d{{13}}(?:/254/{_V}{{0,20}})?"
+    r"|417/\d{13}"
+    rf"|8003/\d{{14}}{_V}{{0,16}}"
+    rf"|8004/{_V}{{0,30}}"
+    rf"|8006/\d{{18}}(?:/21/{_V}{{0,20}}|/10/{_V}{{0,20}})?"
+    r"|8010/[#\-/0-9A-Z]{0,30}(?:/8011/\d{0,12})?"
+    r"|8017/\d{18}"
+    r"|8018/\d{18}"
+    r")"
+)
+_CPV = re.compile(r"(https://id\.gs1\.org/(?:01/\d{14}|8006/\d{18}))/22/[^/]*")
+_LOT_AND_SERIAL = re.compile(r"(https://id\.gs1\.org/(?:01/\d{14}|8006/\d{18}))/10/[^/]*(/21/)")
+
+
+def _canonical_dl(uri: str) -> str | None:
+    if _DL_LIKE.match(uri) is None:
+        return None
+    uri = uri.split("?", 1)[0]
+    for short, ai in _SHORT_NAMES:
+        uri = uri.replace(short, ai)
+    if _CANONICAL_HOST.match(uri) is None:
+        for key in _KEYS.split("|"):
+            at = uri.find("/" + key + "/")
+            if at >= 0:
+                uri = _DL + uri[at + 1 :]
+                break
+    m = re.match(r"https://id\.gs1\.org/01/(\d+)", uri)
+    if m is not None and len(m[1]) in (8, 12, 13):
+        uri = uri.replace("/01/", "/01/" + "0" * (14 - len(m[1])), 1)
+    uri = _CPV.sub(r"\1", uri)
+    uri = _LOT_AND_SERIAL.sub(r"\1\2", uri)
+    return uri if _VALID_DL.fullmatch(uri) else None
+
+
+def gs1_digital_link(uri: str) -> str | None:
+    """The canonical GS1 Digital Link URI (``https://id.gs1.org/…``, most specific key
+    level, no query string or CPV) of an EPC URI, EPC class or pattern URI, or Digital
+    Link URI; None when ``uri`` is none of those."""
+    if uri.startswith("urn:epc:"):
+        return _epc_to_dl(uri)
+    if uri.startswith(("http://", "https://")):
+        return _canonical_dl(uri)
+    return None

@@ -1,0 +1,347 @@
+"""The ledger facade: append events, seal signed blocks, look up items, audit, prove."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from gateway.ledger import merkle
+from gateway.ledger.chain import GENESIS, leaf_data, next_chain
+from gateway.ledger.signing import BlockHeader, OrgKey, check_org_name, raw_public
+from gateway.ledger.store import BlockRow, SqlStore, StoreError, open_store
+
+if TYPE_CHECKING:
+    from gateway.ledger.audit import AuditReport
+
+HashFn = Callable[[Mapping[str, Any]], str]
+ItemKeysFn = Callable[[Mapping[str, Any]], list[str]]
+
+DEFAULT_BLOCK_SIZE = 256
+MAX_BATCH = 100_000
+#: Event fields copied into an item's current state.
+STATE_FIELDS = ("type", "eventTime", "action", "bizStep", "disposition", "readPoint", "bizLocation")
+_ITEM_LIST_FIELDS = ("epcList", "childEPCs", "inputEPCList", "outputEPCList")
+
+
+# Built once: json.dumps with options builds a new encoder on every call.
+_EVENT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_STATE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+class LedgerError(ValueError):
+    """An event or request the ledger cannot accept; the message says what is wrong."""
+
+
+def default_event_hash() -> HashFn:
+    """The CBV 2.0 event hash from gateway.ledger.event_hash (imported on first use)."""
+    try:
+        from gateway.ledger import event_hash as module  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as exc:
+        raise LedgerError(
+            "no event hash function: gateway.ledger.event_hash is missing; pass event_hash="
+        ) from exc
+    fn: HashFn = module.event_hash
+    return fn
+
+
+def item_keys(event: Mapping[str, Any]) -> list[str]:
+    """Item IDs an EPCIS event names: epcList, childEPCs, parentID, input/outputEPCList."""
+    keys: list[str] = []
+    for field in _ITEM_LIST_FIELDS:
+        value = event.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise LedgerError(f"{field} must be a list of non-empty strings, got {value!r:.80}")
+        keys.extend(value)
+    parent = event.get("parentID")
+    if parent is not None:
+        if not isinstance(parent, str) or not parent:
+            raise LedgerError(f"parentID must be a non-empty string, got {parent!r:.80}")
+        keys.append(parent)
+    return sorted(set(keys))
+
+
+def derive_state(event: Mapping[str, Any], seq: int, event_id: str) -> str:
+    """An item's current-state JSON after ``event`` (canonical: sorted keys, compact)."""
+    state: dict[str, Any] = {k: event[k] for k in STATE_FIELDS if k in event}
+    state["seq"] = seq
+    state["eventID"] = event_id
+    return _STATE_JSON.encode(state)
+
+
+def _canonical_json(event: Mapping[str, Any], index: int) -> str:
+    try:
+        text = _EVENT_JSON.encode(event)
+    except (TypeError, ValueError) as exc:
+        raise LedgerError(f"event {index} is not JSON-serialisable: {exc}") from exc
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Where an event landed."""
+
+    seq: int
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemState:
+    """An item's latest state (from its latest event)."""
+
+    item_key: str
+    last_seq: int
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEvent:
+    """One stored event."""
+
+    seq: int
+    event_id: str
+    event: dict[str, Any]
+    signer: str
+    chain: bytes
+
+
+def now_iso() -> str:
+    """Current UTC time, ISO 8601."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class Ledger:
+    """Append-only, hash-chained, block-signed event ledger over a SqlStore.
+
+    ``keys`` are the signing keys of the organisations this process writes for; their
+    public keys are registered in the ledger. Events of each signer go into that
+    signer's open block, sealed (Merkle root signed) when it reaches ``block_size``
+    events or on :meth:`seal`.
+    """
+
+    def __init__(
+        self,
+        store: SqlStore,
+        keys: Iterable[OrgKey] = (),
+        *,
+        event_hash: HashFn | None = None,
+        item_keys_fn: ItemKeysFn = item_keys,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+    ) -> None:
+        if not isinstance(block_size, int) or not 1 <= block_size <= 1_000_000:
+            raise LedgerError(f"block_size must be an integer 1–1,000,000, got {block_size!r}")
+        self.store = store
+        self.block_size = block_size
+        self.item_keys_fn = item_keys_fn
+        self._event_hash = event_hash
+        self._keys: dict[str, OrgKey] = {}
+        for key in keys:
+            self.add_signer(key)
+
+    @classmethod
+    def open(cls, url: str, keys: Iterable[OrgKey] = (), **kwargs: Any) -> Ledger:
+        """A ledger on ``url`` (a path, ``sqlite:///…`` or ``postgresql://…``)."""
+        store = open_store(url)
+        try:
+            return cls(store, keys, **kwargs)
+        except BaseException:
+            store.close()
+            raise
+
+    @property
+    def event_hash(self) -> HashFn:
+        """The event hash function (CBV 2.0 unless injected)."""
+        if self._event_hash is None:
+            self._event_hash = default_event_hash()
+        return self._event_hash
+
+    def add_signer(self, key: OrgKey) -> str:
+        """Use ``key`` to sign ``key.org``'s blocks and register its public key; its key ID."""
+        check_org_name(key.org)
+        with self.store.write() as tx:
+            tx.register_key(key.key_id, key.org, raw_public(key.public_key), now_iso())
+        self._keys[key.org] = key
+        return key.key_id
+
+    # ---- appending -------------------------------------------------------------------
+
+    def append(self, event: Mapping[str, Any], signer: str) -> Appended:
+        """Append one event signed by ``signer``; committed when this returns."""
+        return self.append_batch([event], signer)[0]
+
+    def append_batch(self, events: Sequence[Mapping[str, Any]], signer: str) -> list[Appended]:
+        """Append events in one transaction, all or none; committed when this returns."""
+        if signer not in self._keys:
+            raise LedgerError(
+                f"no signing key for organisation {signer!r}: add it with add_signer() "
+                f"(keys loaded: {sorted(self._keys) or 'none'})"
+            )
+        if isinstance(events, Mapping) or not isinstance(events, Sequence):
+            raise LedgerError("append_batch wants a sequence of event objects")
+        if len(events) > MAX_BATCH:
+            raise LedgerError(f"batch of {len(events)} events; at most {MAX_BATCH} per batch")
+        prepared: list[tuple[str, str, list[str], Mapping[str, Any]]] = []
+        hash_fn = self.event_hash
+        for index, event in enumerate(events):
+            if not isinstance(event, Mapping):
+                raise LedgerError(f"event {index} is a {type(event).__name__}, not a JSON object")
+            text = _canonical_json(event, index)
+            try:
+                event_id = hash_fn(event)
+            except Exception as exc:  # the hash function's own errors, whatever their type
+                raise LedgerError(f"event {index}: cannot compute its event hash: {exc}") from exc
+            try:
+                keys = self.item_keys_fn(event)
+            except LedgerError as exc:
+                raise LedgerError(f"event {index}: {exc}") from exc
+            prepared.append((event_id, text, keys, event))
+        if not prepared:
+            return []
+        with self.store.write() as tx:
+            head = tx.head()
+            seq, chain = head if head is not None else (0, GENESIS)
+            rows = []
+            index_rows: list[tuple[str, int]] = []
+            states: dict[str, tuple[str, int, str]] = {}
+            result = []
+            for event_id, text, keys, event in prepared:
+                seq += 1
+                chain = next_chain(chain, event_id)
+                rows.append((seq, event_id, text, signer, chain))
+                if keys:
+                    state = derive_state(event, seq, event_id)
+                    for key in keys:
+                        index_rows.append((key, seq))
+                        states[key] = (key, seq, state)
+                result.append(Appended(seq, event_id))
+            tx.insert_events(rows)
+            tx.insert_item_events(index_rows)
+            tx.upsert_items(list(states.values()))
+            self._seal_locked(signer, full_only=True)
+        return result
+
+    # ---- sealing ---------------------------------------------------------------------
+
+    def seal(self, signer: str | None = None) -> list[BlockRow]:
+        """Seal the open blocks (of ``signer``, or of every signer whose key is loaded)."""
+        sealed: list[BlockRow] = []
+        with self.store.write() as tx:
+            signers = [signer] if signer is not None else tx.unsealed_signers()
+            for org in signers:
+                if org in self._keys:
+                    sealed += self._seal_locked(org, full_only=False)
+                elif signer is not None:
+                    raise LedgerError(f"no signing key for organisation {org!r}")
+        return sealed
+
+    def _seal_locked(self, signer: str, *, full_only: bool) -> list[BlockRow]:
+        key = self._keys[signer]
+        store = self.store
+        sealed: list[BlockRow] = []
+        last = store.last_block_of(signer)
+        after = last.last_seq if last is not None else 0
+        while True:
+            if full_only and store.count_open(signer, after) < self.block_size:
+                return sealed
+            leaves = store.open_events(signer, after, self.block_size)
+            if not leaves:
+                return sealed
+            tree = merkle.tree_levels([merkle.leaf_hash(leaf_data(s, eid)) for s, eid, _ in leaves])
+            root = tree[-1][0]
+            header = BlockHeader(
+                block_no=store.next_block_no(),
+                signer=signer,
+                key_id=key.key_id,
+                first_seq=leaves[0][0],
+                last_seq=leaves[-1][0],
+                leaf_count=len(leaves),
+                root=root,
+                head_chain=leaves[-1][2],
+            )
+            block = BlockRow(
+                header.block_no,
+                signer,
+                key.key_id,
+                header.first_seq,
+                header.last_seq,
+                header.leaf_count,
+                root,
+                header.head_chain,
+                key.sign(header.statement()),
+                now_iso(),
+                b"".join(node for level in tree for node in level),
+            )
+            store.insert_block(block)
+            sealed.append(block)
+            after = block.last_seq
+
+    # ---- reading ---------------------------------------------------------------------
+
+    def item_state(self, item_key: str) -> ItemState | None:
+        """The item's current state (O(1): one primary-key lookup), or None if unknown."""
+        if not isinstance(item_key, str) or not item_key:
+            raise LedgerError(f"item key must be a non-empty string, got {item_key!r:.80}")
+        row = self.store.item_state(item_key)
+        if row is None:
+            return None
+        return ItemState(item_key, row[0], json.loads(row[1]))
+
+    def history(self, item_key: str) -> list[LedgerEvent]:
+        """The item's events, oldest first."""
+        if not isinstance(item_key, str) or not item_key:
+            raise LedgerError(f"item key must be a non-empty string, got {item_key!r:.80}")
+        return [
+            LedgerEvent(seq, eid, json.loads(text), signer, chain)
+            for seq, eid, text, signer, chain in self.store.item_history(item_key)
+        ]
+
+    def audit(
+        self,
+        *,
+        strict: bool = False,
+        trusted_keys: Mapping[str, bytes] | None = None,
+        workers: int | None = None,
+    ) -> AuditReport:
+        """Recompute everything; see :func:`gateway.ledger.audit.audit`."""
+        from gateway.ledger.audit import audit
+
+        return audit(
+            self.store,
+            self.event_hash,
+            item_keys_fn=self.item_keys_fn,
+            strict=strict,
+            trusted_keys=trusted_keys,
+            workers=workers,
+        )
+
+    def prove(self, item_key: str) -> dict[str, Any]:
+        """Offline-checkable inclusion proofs of the item's history; see proofs.py."""
+        from gateway.ledger.proofs import prove
+
+        return prove(self.store, item_key)
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = [
+    "Appended",
+    "ItemState",
+    "Ledger",
+    "LedgerError",
+    "LedgerEvent",
+    "StoreError",
+    "derive_state",
+    "item_keys",
+]

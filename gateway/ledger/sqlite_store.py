@@ -1,0 +1,101 @@
+"""SQLite backend (WAL, synchronous=FULL): the embedded default, one file per site."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from gateway.ledger.store import SqlStore, StoreError
+
+
+class SqliteStore(SqlStore):
+    """A ledger in one SQLite file; several processes may append (BEGIN IMMEDIATE serialises)."""
+
+    clustered = " WITHOUT ROWID"
+
+    def __init__(self, path: str, busy_timeout_s: float = 30.0) -> None:
+        self.path = path
+        try:
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk before it returns (NORMAL may lose the last commits
+            # on power loss in WAL mode), which is what "durable before acknowledged" needs.
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=OFF")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open ledger database {path!r}: {exc}") from exc
+        self._in_tx = False
+        self.initialize()
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The raw connection (tests and benchmarks use it to tamper and to bulk-load)."""
+        return self._conn
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            self._conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        try:
+            cur = self._conn.execute(sql, params)
+            while batch := cur.fetchmany(5000):
+                yield from batch
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    @contextmanager
+    def _locked_transaction(self) -> Iterator[None]:
+        if self._in_tx:
+            yield
+            return
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot start a write transaction: {exc}") from exc
+        self._in_tx = True
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._conn.execute("ROLLBACK")
+                raise StoreError(f"{self.path}: commit failed: {exc}") from exc
+        finally:
+            self._in_tx = False
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        if self._in_tx:
+            yield
+            return
+        self._conn.execute("BEGIN")
+        self._in_tx = True
+        try:
+            yield
+        finally:
+            self._in_tx = False
+            self._conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,438 @@
+"""Storage backend interface of the ledger, shared SQL for SQLite and PostgreSQL.
+
+Tables (column types shown for SQLite; PostgreSQL uses BIGINT and BYTEA):
+
+- ``events(seq PK, event_id, event_json, signer, chain)``: the append-only log;
+  ``chain`` is the 32-byte chain value (see chain.py). Index ``(signer, seq)`` finds
+  a signer's blocks.
+- ``item_events(item_key, seq) PK``: which events name which item (history).
+- ``items(item_key PK, last_seq, state)``: an item's current state (JSON of its latest
+  event's action, bizStep, disposition…), updated in the append's transaction: O(1) lookup.
+- ``blocks(block_no PK, signer, key_id, first_seq, last_seq, leaf_count, root,
+  head_chain, signature, sealed_at)``: sealed Merkle blocks. A block holds the events of
+  ONE signer with ``first_seq ≤ seq ≤ last_seq``; a signer's blocks follow each other
+  without gaps, so every event of that signer up to its last ``last_seq`` is in exactly one.
+- ``org_keys(key_id PK, org, public_key, registered_at)``: registered Ed25519 public keys.
+- ``ledger_meta(key PK, value)``: schema version.
+
+Writes happen only inside :meth:`SqlStore.write`, which serialises appenders (SQLite
+``BEGIN IMMEDIATE``; PostgreSQL a transaction-scoped advisory lock) so the chain stays
+linear with several writers, and commits before returning (durable before acknowledged).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+SCHEMA_VERSION = "1"
+
+EventRow = tuple[int, str, str, str, bytes]
+"""(seq, event_id, event_json, signer, chain)."""
+
+
+class StoreError(RuntimeError):
+    """The database could not be opened, read or written."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRow:
+    """A sealed block as stored."""
+
+    block_no: int
+    signer: str
+    key_id: str
+    first_seq: int
+    last_seq: int
+    leaf_count: int
+    root: bytes
+    head_chain: bytes
+    signature: bytes
+    sealed_at: str
+    #: Every Merkle tree level (merkle.pack_tree): proofs read their path from it.
+    tree: bytes = b""
+
+
+BLOCK_COLUMNS = (
+    "block_no, signer, key_id, first_seq, last_seq, leaf_count, root, head_chain, "
+    "signature, sealed_at, tree"
+)
+
+
+def _block(row: Sequence[Any]) -> BlockRow:
+    return BlockRow(
+        int(row[0]),
+        str(row[1]),
+        str(row[2]),
+        int(row[3]),
+        int(row[4]),
+        int(row[5]),
+        bytes(row[6]),
+        bytes(row[7]),
+        bytes(row[8]),
+        str(row[9]),
+        bytes(row[10]),
+    )
+
+
+class SqlStore(abc.ABC):
+    """A ledger database. Not thread-safe: one store (connection) per thread or worker."""
+
+    #: DB-API parameter placeholder of the driver.
+    placeholder = "?"
+    blob_type = "BLOB"
+    int_type = "INTEGER"
+    #: Trailer for tables keyed by their primary key only (SQLite WITHOUT ROWID).
+    clustered = ""
+
+    # ---- what a dialect provides -------------------------------------------------------
+
+    @abc.abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement in the current transaction (or autocommit), return all rows."""
+
+    @abc.abstractmethod
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement per row."""
+
+    @abc.abstractmethod
+    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """Rows of a large query without loading them all."""
+
+    @abc.abstractmethod
+    @contextmanager
+    def _locked_transaction(self) -> Iterator[None]:
+        """A transaction that excludes every other writer; commits on normal exit."""
+        yield
+
+    @abc.abstractmethod
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read-only transaction: every read inside sees the same state of the ledger."""
+        yield
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the connection."""
+
+    @property
+    @abc.abstractmethod
+    def url(self) -> str:
+        """Where this store lives (without credentials)."""
+
+    # ---- schema ------------------------------------------------------------------------
+
+    def _q(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def schema_statements(self) -> list[str]:
+        """CREATE statements of the schema in this dialect."""
+        i, b = self.int_type, self.blob_type
+        return [
+            "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS events (seq {i} PRIMARY KEY, event_id TEXT NOT NULL, "
+            f"event_json TEXT NOT NULL, signer TEXT NOT NULL, chain {b} NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS events_signer_seq ON events (signer, seq)",
+            f"CREATE TABLE IF NOT EXISTS item_events (item_key TEXT NOT NULL, seq {i} NOT NULL, "
+            f"PRIMARY KEY (item_key, seq)){self.clustered}",
+            f"CREATE TABLE IF NOT EXISTS items (item_key TEXT PRIMARY KEY, last_seq {i} NOT NULL, "
+            "state TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS blocks (block_no {i} PRIMARY KEY, signer TEXT NOT NULL, "
+            f"key_id TEXT NOT NULL, first_seq {i} NOT NULL, last_seq {i} NOT NULL, "
+            f"leaf_count {i} NOT NULL, root {b} NOT NULL, head_chain {b} NOT NULL, "
+            f"signature {b} NOT NULL, sealed_at TEXT NOT NULL, tree {b} NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS blocks_signer_last ON blocks (signer, last_seq)",
+            "CREATE TABLE IF NOT EXISTS org_keys (key_id TEXT PRIMARY KEY, org TEXT NOT NULL, "
+            f"public_key {b} NOT NULL, registered_at TEXT NOT NULL)",
+        ]
+
+    def initialize(self) -> None:
+        """Create the tables if missing and check the schema version."""
+        with self._locked_transaction():
+            for stmt in self.schema_statements():
+                self._execute(stmt)
+            rows = self._execute("SELECT value FROM ledger_meta WHERE key = 'schema'")
+            if not rows:
+                self._execute(
+                    self._q("INSERT INTO ledger_meta (key, value) VALUES ('schema', ?)"),
+                    (SCHEMA_VERSION,),
+                )
+            elif rows[0][0] != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.url}: ledger schema version {rows[0][0]}, this code reads "
+                    f"{SCHEMA_VERSION}"
+                )
+
+    # ---- writes (only inside write()) --------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[SqlStore]:
+        """Serialised write transaction: ``with store.write() as tx: tx.insert_events(...)``."""
+        with self._locked_transaction():
+            yield self
+
+    def head(self) -> tuple[int, bytes] | None:
+        """(seq, chain) of the last event, or None when empty."""
+        rows = self._execute("SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1")
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
+        """Append event rows (seq, event_id, event_json, signer, chain)."""
+        self._executemany(
+            self._q(
+                "INSERT INTO events (seq, event_id, event_json, signer, chain) "
+                "VALUES (?, ?, ?, ?, ?)"
+            ),
+            rows,
+        )
+
+    def insert_item_events(self, rows: Sequence[tuple[str, int]]) -> None:
+        """Index rows (item_key, seq)."""
+        self._executemany(self._q("INSERT INTO item_events (item_key, seq) VALUES (?, ?)"), rows)
+
+    def upsert_items(self, rows: Sequence[tuple[str, int, str]]) -> None:
+        """Current state rows (item_key, last_seq, state JSON); one row per item."""
+        self._executemany(
+            self._q(
+                "INSERT INTO items (item_key, last_seq, state) VALUES (?, ?, ?) "
+                "ON CONFLICT (item_key) DO UPDATE SET last_seq = excluded.last_seq, "
+                "state = excluded.state"
+            ),
+            rows,
+        )
+
+    def last_block_of(self, signer: str) -> BlockRow | None:
+        """The signer's latest sealed block."""
+        rows = self._execute(
+            self._q(
+                f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE signer = ? "
+                "ORDER BY last_seq DESC LIMIT 1"
+            ),
+            (signer,),
+        )
+        return _block(rows[0]) if rows else None
+
+    def next_block_no(self) -> int:
+        """Number for the next block (1, 2, …)."""
+        rows = self._execute("SELECT MAX(block_no) FROM blocks")
+        return 1 if rows[0][0] is None else int(rows[0][0]) + 1
+
+    def open_events(self, signer: str, after_seq: int, limit: int) -> list[tuple[int, str, bytes]]:
+        """(seq, event_id, chain) of the signer's events after ``after_seq``, oldest first."""
+        rows = self._execute(
+            self._q(
+                "SELECT seq, event_id, chain FROM events WHERE signer = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?"
+            ),
+            (signer, after_seq, limit),
+        )
+        return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]
+
+    def count_open(self, signer: str, after_seq: int) -> int:
+        """How many of the signer's events come after ``after_seq``."""
+        rows = self._execute(
+            self._q("SELECT COUNT(*) FROM events WHERE signer = ? AND seq > ?"), (signer, after_seq)
+        )
+        return int(rows[0][0])
+
+    def unsealed_signers(self) -> list[str]:
+        """Signers with at least one event not in a sealed block."""
+        rows = self._execute(
+            "SELECT DISTINCT e.signer FROM events e WHERE e.seq > COALESCE("
+            "(SELECT MAX(b.last_seq) FROM blocks b WHERE b.signer = e.signer), 0)"
+        )
+        return sorted(str(r[0]) for r in rows)
+
+    def insert_block(self, block: BlockRow) -> None:
+        """Store a sealed block."""
+        self._execute(
+            self._q(
+                f"INSERT INTO blocks ({BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            (
+                block.block_no,
+                block.signer,
+                block.key_id,
+                block.first_seq,
+                block.last_seq,
+                block.leaf_count,
+                block.root,
+                block.head_chain,
+                block.signature,
+                block.sealed_at,
+                block.tree,
+            ),
+        )
+
+    def register_key(self, key_id: str, org: str, public_key: bytes, registered_at: str) -> None:
+        """Register a public key (idempotent for the same key and org)."""
+        rows = self._execute(
+            self._q("SELECT org, public_key FROM org_keys WHERE key_id = ?"), (key_id,)
+        )
+        if rows:
+            if rows[0][0] != org or bytes(rows[0][1]) != public_key:
+                raise StoreError(f"key {key_id} is already registered to {rows[0][0]!r}")
+            return
+        self._execute(
+            self._q(
+                "INSERT INTO org_keys (key_id, org, public_key, registered_at) VALUES (?, ?, ?, ?)"
+            ),
+            (key_id, org, public_key, registered_at),
+        )
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def public_keys(self) -> dict[str, tuple[str, bytes]]:
+        """key_id → (org, raw public key) of every registered key."""
+        rows = self._execute("SELECT key_id, org, public_key FROM org_keys")
+        return {str(r[0]): (str(r[1]), bytes(r[2])) for r in rows}
+
+    def item_state(self, item_key: str) -> tuple[int, str] | None:
+        """(last_seq, state JSON) of an item, or None if the ledger never saw it."""
+        rows = self._execute(
+            self._q("SELECT last_seq, state FROM items WHERE item_key = ?"), (item_key,)
+        )
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def item_history(self, item_key: str) -> list[EventRow]:
+        """The item's events, oldest first."""
+        rows = self._execute(
+            self._q(
+                "SELECT e.seq, e.event_id, e.event_json, e.signer, e.chain FROM item_events i "
+                "JOIN events e ON e.seq = i.seq WHERE i.item_key = ? ORDER BY i.seq"
+            ),
+            (item_key,),
+        )
+        return [(int(r[0]), str(r[1]), str(r[2]), str(r[3]), bytes(r[4])) for r in rows]
+
+    def block_covering(self, signer: str, seq: int) -> BlockRow | None:
+        """The signer's sealed block that holds event ``seq``, or None while it is unsealed."""
+        rows = self._execute(
+            self._q(
+                f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE signer = ? AND last_seq >= ? "
+                "ORDER BY last_seq LIMIT 1"
+            ),
+            (signer, seq),
+        )
+        if not rows:
+            return None
+        block = _block(rows[0])
+        return block if block.first_seq <= seq else None
+
+    def item_history_with_blocks(self, item_key: str) -> list[tuple[EventRow, BlockRow | None]]:
+        """The item's events, oldest first, each with the sealed block holding it (or None),
+        in one statement (one consistent read, one round trip)."""
+        cols = ", ".join(f"b.{c.strip()}" for c in BLOCK_COLUMNS.split(","))
+        rows = self._execute(
+            self._q(
+                f"SELECT e.seq, e.event_id, e.event_json, e.signer, e.chain, {cols} "
+                "FROM item_events i JOIN events e ON e.seq = i.seq "
+                "LEFT JOIN blocks b ON b.block_no = (SELECT c.block_no FROM blocks c "
+                "WHERE c.signer = e.signer AND c.last_seq >= e.seq ORDER BY c.last_seq LIMIT 1) "
+                "WHERE i.item_key = ? ORDER BY i.seq"
+            ),
+            (item_key,),
+        )
+        out: list[tuple[EventRow, BlockRow | None]] = []
+        for r in rows:
+            event = (int(r[0]), str(r[1]), str(r[2]), str(r[3]), bytes(r[4]))
+            block = None if r[5] is None else _block(r[5:])
+            if block is not None and block.first_seq > event[0]:
+                block = None
+            out.append((event, block))
+        return out
+
+    def leaf_rank(self, block: BlockRow, seq: int) -> int:
+        """Index of event ``seq`` among the block's leaves (its signer's events in range)."""
+        rows = self._execute(
+            self._q("SELECT COUNT(*) FROM events WHERE signer = ? AND seq >= ? AND seq < ?"),
+            (block.signer, block.first_seq, seq),
+        )
+        return int(rows[0][0])
+
+    def block_leaves(self, block: BlockRow) -> list[tuple[int, str]]:
+        """(seq, event_id) of the events a block covers, in leaf order."""
+        rows = self._execute(
+            self._q(
+                "SELECT seq, event_id FROM events WHERE signer = ? AND seq >= ? AND seq <= ? "
+                "ORDER BY seq"
+            ),
+            (block.signer, block.first_seq, block.last_seq),
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def blocks(self) -> list[BlockRow]:
+        """Every sealed block, by block number."""
+        return [
+            _block(r)
+            for r in self._execute(f"SELECT {BLOCK_COLUMNS} FROM blocks ORDER BY block_no")
+        ]
+
+    def event_count(self) -> int:
+        """Number of stored events."""
+        return int(self._execute("SELECT COUNT(*) FROM events")[0][0])
+
+    def item_count(self) -> int:
+        """Number of items with a current state."""
+        return int(self._execute("SELECT COUNT(*) FROM items")[0][0])
+
+    def iter_events(self) -> Iterator[EventRow]:
+        """Every event in seq order, streamed."""
+        for r in self._stream(
+            "SELECT seq, event_id, event_json, signer, chain FROM events ORDER BY seq"
+        ):
+            yield int(r[0]), str(r[1]), str(r[2]), str(r[3]), bytes(r[4])
+
+    def iter_item_events(self) -> Iterator[tuple[int, str]]:
+        """Every (seq, item_key) index row, ordered by seq then key."""
+        for r in self._stream("SELECT seq, item_key FROM item_events ORDER BY seq, item_key"):
+            yield int(r[0]), str(r[1])
+
+    def iter_items(self) -> Iterator[tuple[int, str, str]]:
+        """Every (last_seq, item_key, state) row, ordered by last_seq then key."""
+        for r in self._stream(
+            "SELECT last_seq, item_key, state FROM items ORDER BY last_seq, item_key"
+        ):
+            yield int(r[0]), str(r[1]), str(r[2])
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_store(url: str) -> SqlStore:
+    """A store from a URL: ``postgresql://…`` / ``postgres://…``, ``sqlite:///path`` or a path."""
+    if not isinstance(url, str) or not url:
+        raise StoreError("ledger database URL is empty")
+    if url.startswith(("postgresql://", "postgres://")):
+        from gateway.ledger.pg_store import PostgresStore
+
+        return PostgresStore(url)
+    if url.startswith("sqlite:///"):
+        url = url.removeprefix("sqlite:///") or ":memory:"  # sqlite:////abs/path → /abs/path
+    elif "://" in url:
+        raise StoreError(
+            f"unsupported ledger URL {url!r}: use a file path, sqlite:///… or postgresql://…"
+        )
+    from gateway.ledger.sqlite_store import SqliteStore
+
+    return SqliteStore(url)
+
+
+def item_index_mismatches(store: SqlStore, limit: int = 10) -> list[tuple[str, int | None, int]]:
+    """(item_key, items.last_seq or None, latest seq in item_events) where they disagree."""
+    rows = store._execute(
+        store._q(
+            "SELECT x.item_key, i.last_seq, x.m FROM "
+            "(SELECT item_key, MAX(seq) AS m FROM item_events GROUP BY item_key) x "
+            "LEFT JOIN items i ON i.item_key = x.item_key "
+            "WHERE i.last_seq IS NULL OR i.last_seq <> x.m ORDER BY x.m LIMIT ?"
+        ),
+        (limit,),
+    )
+    return [(str(r[0]), None if r[1] is None else int(r[1]), int(r[2])) for r in rows]

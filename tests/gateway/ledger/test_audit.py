@@ -1,0 +1,269 @@
+"""Audit: every direct change to the stored ledger fails it and names the first bad event.
+
+Each test builds the same ledger: brand commissioning (seq 1–6) then site receiving
+(seq 7–12), block size 4, sealed. Then it changes the database behind the ledger's back.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.ledger.chain import GENESIS, next_chain
+from gateway.ledger.ledger import Ledger
+from gateway.ledger.signing import Keystore, OrgKey, raw_public
+from tests.gateway.ledger.ledger_support import (
+    BRAND,
+    SITE,
+    epc,
+    event,
+    fake_event_hash,
+    tamper,
+)
+
+
+def build(ledger: Ledger) -> None:
+    ledger.append_batch([event(i) for i in range(6)], BRAND)
+    ledger.append_batch([event(i, "receiving", "in_progress", t=i) for i in range(6)], SITE)
+    ledger.seal()
+
+
+def row(ledger: Ledger, seq: int) -> tuple[str, str]:
+    for s, eid, text, _, _ in ledger.store.iter_events():
+        if s == seq:
+            return eid, text
+    raise AssertionError(seq)
+
+
+def rechain_from(ledger: Ledger, seq: int) -> None:
+    """What a careful attacker does after editing an event: recompute every chain value."""
+    chain = GENESIS
+    rows = list(ledger.store.iter_events())
+    for s, eid, _, _, _ in rows:
+        chain = next_chain(chain, eid)
+        if s >= seq:
+            tamper(ledger.store, "UPDATE events SET chain = ? WHERE seq = ?", (chain, s))
+
+
+def first(ledger: Ledger) -> tuple[int, str]:
+    report = ledger.audit()
+    assert not report.ok
+    failure = report.first
+    assert failure is not None
+    return failure.seq, failure.reason
+
+
+def test_untouched_ledger_passes_audit_strictly(ledger: Ledger) -> None:
+    build(ledger)
+    report = ledger.audit(strict=True)
+    assert report.ok, report.summary()
+    assert (report.events, report.blocks, report.items, report.unsealed) == (12, 4, 6, 0)
+    assert "ledger OK" in report.summary()
+
+
+def test_empty_ledger_passes_audit(ledger: Ledger) -> None:
+    assert ledger.audit(strict=True).ok
+
+
+def test_editing_an_events_json_is_named(ledger: Ledger) -> None:
+    build(ledger)
+    _, text = row(ledger, 3)
+    forged = json.loads(text) | {"disposition": "recalled"}
+    tamper(ledger.store, "UPDATE events SET event_json = ? WHERE seq = 3", (json.dumps(forged),))
+    seq, reason = first(ledger)
+    assert seq == 3
+    assert "event hash of the stored JSON" in reason
+
+
+def test_editing_json_and_its_event_id_is_named(ledger: Ledger) -> None:
+    build(ledger)
+    forged = event(2) | {"disposition": "recalled"}
+    tamper(
+        ledger.store,
+        "UPDATE events SET event_json = ?, event_id = ? WHERE seq = 3",
+        (json.dumps(forged), fake_event_hash(forged)),
+    )
+    seq, reason = first(ledger)
+    assert seq == 3
+    assert "chain value differs" in reason
+
+
+def test_rewriting_event_id_and_whole_chain_is_caught_by_the_signed_block(
+    ledger: Ledger,
+) -> None:
+    build(ledger)
+    forged = event(2) | {"disposition": "recalled"}
+    tamper(
+        ledger.store,
+        "UPDATE events SET event_json = ?, event_id = ? WHERE seq = 3",
+        (json.dumps(forged), fake_event_hash(forged)),
+    )
+    rechain_from(ledger, 3)
+    seq, reason = first(ledger)
+    assert seq == 1  # the block of seq 1–4: a root cannot say which of its leaves changed
+    assert "Merkle root" in reason
+
+
+def test_deleting_an_event_is_named(ledger: Ledger) -> None:
+    build(ledger)
+    tamper(ledger.store, "DELETE FROM events WHERE seq = 5")
+    seq, reason = first(ledger)
+    assert seq == 5
+    assert "deleted" in reason
+
+
+def test_deleting_an_event_and_its_index_rows_is_named(ledger: Ledger) -> None:
+    build(ledger)
+    tamper(ledger.store, "DELETE FROM events WHERE seq = 12")
+    tamper(ledger.store, "DELETE FROM item_events WHERE seq = 12")
+    seq, reason = first(ledger)
+    assert seq == 12
+    assert "missing event" in reason  # the item row still points at it
+    tamper(ledger.store, "UPDATE items SET last_seq = 6, state = ? WHERE last_seq = 12", ("{}",))
+    report = ledger.audit()
+    assert any("signs 2 events" in f.reason for f in report.failures)
+
+
+def test_inserting_an_event_in_the_middle_is_named(ledger: Ledger) -> None:
+    build(ledger)
+    for s in range(12, 6, -1):
+        tamper(ledger.store, "UPDATE events SET seq = seq + 1 WHERE seq = ?", (s,))
+    forged = event(99, "receiving")
+    eid = fake_event_hash(forged)
+    tamper(
+        ledger.store,
+        "INSERT INTO events (seq, event_id, event_json, signer, chain) VALUES (7, ?, ?, ?, ?)",
+        (eid, json.dumps(forged), SITE, b"\0" * 32),
+    )
+    seq, _ = first(ledger)
+    assert seq == 7
+
+
+def test_appending_an_unsigned_event_fails_a_strict_audit(ledger: Ledger) -> None:
+    build(ledger)
+    forged = event(99, "receiving")
+    eid = fake_event_hash(forged)
+    _, _, _, _, head = list(ledger.store.iter_events())[-1]
+    tamper(
+        ledger.store,
+        "INSERT INTO events (seq, event_id, event_json, signer, chain) VALUES (13, ?, ?, ?, ?)",
+        (eid, json.dumps(forged), SITE, next_chain(head, eid)),
+    )
+    tamper(ledger.store, "INSERT INTO item_events (item_key, seq) VALUES (?, 13)", (epc(99),))
+    tamper(
+        ledger.store,
+        "INSERT INTO items (item_key, last_seq, state) VALUES (?, 13, ?)",
+        (epc(99), __import__("gateway.ledger.ledger").ledger.ledger.derive_state(forged, 13, eid)),
+    )
+    lenient = ledger.audit()
+    assert lenient.ok
+    assert lenient.unsealed == 1
+    strict = ledger.audit(strict=True)
+    assert strict.first is not None
+    assert strict.first.seq == 13
+    assert "not in any signed block" in strict.first.reason
+
+
+def test_reordering_events_is_named(ledger: Ledger) -> None:
+    build(ledger)
+    id2, text2 = row(ledger, 2)
+    id4, text4 = row(ledger, 4)
+    tamper(
+        ledger.store, "UPDATE events SET event_id = ?, event_json = ? WHERE seq = 2", (id4, text4)
+    )
+    tamper(
+        ledger.store, "UPDATE events SET event_id = ?, event_json = ? WHERE seq = 4", (id2, text2)
+    )
+    seq, reason = first(ledger)
+    assert seq == 2
+    assert "chain" in reason
+
+
+def test_changing_an_items_current_state_is_named(ledger: Ledger) -> None:
+    build(ledger)
+    state = ledger.item_state(epc(3))
+    assert state is not None
+    forged = json.dumps(state.state | {"disposition": "active"}, sort_keys=True)
+    tamper(ledger.store, "UPDATE items SET state = ? WHERE item_key = ?", (forged, epc(3)))
+    seq, reason = first(ledger)
+    assert seq == state.last_seq
+    assert "current state" in reason
+
+
+def test_pointing_an_item_at_an_older_event_is_named(ledger: Ledger) -> None:
+    build(ledger)
+    tamper(ledger.store, "UPDATE items SET last_seq = 4 WHERE item_key = ?", (epc(3),))
+    seq, _ = first(ledger)
+    assert seq == 4
+
+
+def test_removing_an_item_index_row_is_named(ledger: Ledger) -> None:
+    build(ledger)
+    tamper(ledger.store, "DELETE FROM item_events WHERE seq = 8")
+    seq, reason = first(ledger)
+    assert seq == 8
+    assert "item index" in reason
+
+
+def test_changing_the_signer_column_is_named(ledger: Ledger) -> None:
+    build(ledger)
+    tamper(ledger.store, "UPDATE events SET signer = ? WHERE seq = 2", (SITE,))
+    seq, _ = first(ledger)
+    assert seq <= 2
+
+
+def test_a_forged_block_signature_fails(ledger: Ledger) -> None:
+    build(ledger)
+    tamper(ledger.store, "UPDATE blocks SET signature = ? WHERE block_no = 2", (b"\1" * 64,))
+    seq, reason = first(ledger)
+    assert seq == 7  # block 2 is the site's seq 7–10
+    assert "signature" in reason
+
+
+def test_re_signing_with_a_rogue_key_fails_against_pinned_keys(
+    ledger: Ledger, keys: dict[str, OrgKey], tmp_path: object
+) -> None:
+    build(ledger)
+    rogue = Keystore(f"{tmp_path}/rogue").generate(BRAND)
+    tamper(
+        ledger.store,
+        "UPDATE org_keys SET public_key = ? WHERE org = ?",
+        (raw_public(rogue.public_key), BRAND),
+    )
+    pinned = {k.key_id: raw_public(k.public_key) for k in keys.values()}
+    assert not ledger.audit().ok  # the key ID no longer matches the stored key
+    assert ledger.audit(trusted_keys=pinned).ok
+
+
+@pytest.mark.parametrize("junk", ["not json", "[1, 2]"])
+def test_unparseable_stored_event_is_named_not_crashed_on(ledger: Ledger, junk: str) -> None:
+    build(ledger)
+    tamper(ledger.store, "UPDATE events SET event_json = ? WHERE seq = 6", (junk,))
+    seq, reason = first(ledger)
+    assert seq == 6
+    assert "does not parse" in reason
+
+
+def test_parallel_audit_reaches_the_same_verdict(ledger: Ledger) -> None:
+    build(ledger)
+    assert ledger.audit(workers=2).ok
+    tamper(ledger.store, "UPDATE events SET event_json = ? WHERE seq = 9", ("[]",))
+    inline, parallel = ledger.audit(workers=0), ledger.audit(workers=2)
+    assert inline.first == parallel.first
+    assert parallel.first is not None
+    assert parallel.first.seq == 9
+
+
+def test_a_changed_stored_merkle_tree_is_named(ledger: Ledger) -> None:
+    build(ledger)
+    tamper(ledger.store, "UPDATE blocks SET tree = ? WHERE block_no = 3", (b"\0" * 96,))
+    seq, reason = first(ledger)
+    assert seq == 5  # block 3 is the brand's seq 5–6
+    assert "stored Merkle tree" in reason
+
+
+def test_a_block_claiming_no_events_is_named_not_crashed_on(ledger: Ledger) -> None:
+    build(ledger)
+    tamper(ledger.store, "UPDATE blocks SET leaf_count = 0, first_seq = 2000, last_seq = 2001")
+    assert not ledger.audit().ok

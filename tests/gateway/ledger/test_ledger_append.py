@@ -1,0 +1,185 @@
+"""Appending, chaining, sealing and looking up, on both backends."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from gateway.ledger.chain import GENESIS, next_chain
+from gateway.ledger.ledger import Ledger, LedgerError
+from gateway.ledger.store import open_store
+from tests.gateway.ledger.ledger_support import BRAND, SITE, epc, event, fake_event_hash
+
+
+def test_appends_get_consecutive_seqs_and_cbv_style_ids(ledger: Ledger) -> None:
+    first = ledger.append(event(1), BRAND)
+    rest = ledger.append_batch([event(2), event(3)], BRAND)
+    assert [a.seq for a in (first, *rest)] == [1, 2, 3]
+    assert first.event_id == fake_event_hash(event(1))
+
+
+def test_chain_value_is_sha256_of_previous_chain_and_event_id(ledger: Ledger) -> None:
+    ledger.append_batch([event(1), event(2)], BRAND)
+    history = ledger.history(epc(1)) + ledger.history(epc(2))
+    c1 = hashlib.sha256(GENESIS + history[0].event_id.encode()).digest()
+    assert history[0].chain == c1
+    assert history[1].chain == next_chain(c1, history[1].event_id)
+    assert hashlib.sha256(b"provgate/ledger/v1/genesis").digest() == GENESIS
+
+
+def test_item_state_is_the_latest_event_and_unknown_items_have_none(ledger: Ledger) -> None:
+    ledger.append(event(1), BRAND)
+    ledger.append(event(1, "receiving", "in_progress", t=1), SITE)
+    ledger.append(event(1, "inspecting", "non_conformant", t=2), SITE)
+    state = ledger.item_state(epc(1))
+    assert state is not None
+    assert state.last_seq == 3
+    assert state.state["disposition"] == "non_conformant"
+    assert state.state["bizStep"] == "inspecting"
+    assert ledger.item_state(epc(99)) is None
+
+
+def test_history_lists_an_items_events_oldest_first(ledger: Ledger) -> None:
+    ledger.append_batch([event(1), event(2)], BRAND)
+    ledger.append(event(1, "shipping", "in_transit", t=5), SITE)
+    history = ledger.history(epc(1))
+    assert [(h.seq, h.signer, h.event["bizStep"]) for h in history] == [
+        (1, BRAND, "commissioning"),
+        (3, SITE, "shipping"),
+    ]
+
+
+def test_aggregation_event_indexes_parent_and_children(ledger: Ledger) -> None:
+    agg = {
+        "type": "AggregationEvent",
+        "eventTime": "2026-11-28T10:00:00.000Z",
+        "eventTimeZoneOffset": "+00:00",
+        "parentID": "urn:epc:id:sscc:0614141.1234567890",
+        "childEPCs": [epc(1), epc(2)],
+        "action": "ADD",
+        "bizStep": "packing",
+    }
+    ledger.append(agg, SITE)
+    assert ledger.item_state("urn:epc:id:sscc:0614141.1234567890") is not None
+    assert [h.seq for h in ledger.history(epc(2))] == [1]
+
+
+def test_block_seals_when_a_signer_has_block_size_events(ledger: Ledger) -> None:
+    ledger.append_batch([event(i) for i in range(3)], BRAND)
+    assert ledger.store.blocks() == []
+    ledger.append(event(3), BRAND)
+    (block,) = ledger.store.blocks()
+    assert (block.signer, block.first_seq, block.last_seq, block.leaf_count) == (BRAND, 1, 4, 4)
+
+
+def test_blocks_hold_one_signer_even_when_signers_interleave(ledger: Ledger) -> None:
+    for i in range(4):
+        ledger.append(event(i), BRAND)
+        ledger.append(event(i, "receiving", t=i), SITE)
+    blocks = ledger.store.blocks()
+    assert [(b.signer, b.first_seq, b.last_seq, b.leaf_count) for b in blocks] == [
+        (BRAND, 1, 7, 4),
+        (SITE, 2, 8, 4),
+    ]
+
+
+def test_seal_flushes_partial_blocks_of_every_signer(ledger: Ledger) -> None:
+    ledger.append_batch([event(i) for i in range(6)], BRAND)
+    ledger.append(event(1, "receiving"), SITE)
+    sealed = ledger.seal()
+    assert sorted((b.signer, b.leaf_count) for b in sealed) == [(BRAND, 2), (SITE, 1)]
+    assert ledger.seal() == []
+    assert ledger.audit(strict=True).ok
+
+
+def test_a_failed_batch_stores_nothing(ledger: Ledger) -> None:
+    bad: Any = {"type": "ObjectEvent", "epcList": [""]}
+    with pytest.raises(LedgerError, match="event 1: epcList"):
+        ledger.append_batch([event(1), bad], BRAND)
+    assert ledger.store.event_count() == 0
+    assert ledger.item_state(epc(1)) is None
+
+
+@pytest.mark.parametrize(
+    ("events", "signer", "message"),
+    [
+        ([event(1)], "nobody", "no signing key for organisation 'nobody'"),
+        (["not an event"], BRAND, "event 0 is a str, not a JSON object"),
+        ([{"type": "ObjectEvent", "x": {1, 2}}], BRAND, "not JSON-serialisable"),
+        ([{"type": "ObjectEvent", "x": float("nan")}], BRAND, "not JSON-serialisable"),
+        ([{"type": "ObjectEvent", "parentID": 5}], BRAND, "parentID must be a non-empty string"),
+        ({"type": "ObjectEvent"}, BRAND, "sequence of event objects"),
+    ],
+)
+def test_bad_input_is_refused_with_a_reason(
+    ledger: Ledger, events: Any, signer: str, message: str
+) -> None:
+    with pytest.raises(LedgerError, match=message):
+        ledger.append_batch(events, signer)
+
+
+def test_hash_function_failure_names_the_event(ledger_url: str, keys: dict[str, Any]) -> None:
+    def broken(event: Any) -> str:
+        raise KeyError("type")
+
+    with (
+        Ledger.open(ledger_url, keys.values(), event_hash=broken) as ledger,
+        pytest.raises(LedgerError, match="event 0: cannot compute its event hash"),
+    ):
+        ledger.append(event(1), BRAND)
+
+
+def test_bad_block_size_and_item_keys_are_refused(ledger_url: str, ledger: Ledger) -> None:
+    with pytest.raises(LedgerError, match="block_size"):
+        Ledger.open(ledger_url, block_size=0)
+    with pytest.raises(LedgerError, match="item key"):
+        ledger.item_state("")
+
+
+def test_appended_events_are_committed_before_append_returns(
+    ledger_url: str, ledger: Ledger
+) -> None:
+    ledger.append(event(1), BRAND)
+    with open_store(ledger_url) as other:
+        assert other.event_count() == 1
+        assert other.item_state(epc(1)) is not None
+
+
+def test_concurrent_appenders_keep_the_chain_linear(
+    open_ledger: Callable[[], Ledger],
+) -> None:
+    writers = [open_ledger() for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def work(w: int, ledger: Ledger) -> None:
+        try:
+            for i in range(15):
+                ledger.append_batch([event(1000 * w + i), event(1000 * w + i + 500)], SITE)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w, lg)) for w, lg in enumerate(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    report = writers[0].audit()
+    assert report.ok, report.summary()
+    assert report.events == 120
+    assert sum(b.leaf_count for b in writers[0].store.blocks()) == 120
+
+
+def test_sqlite_url_forms_and_unknown_schemes(tmp_path: Any) -> None:
+    from gateway.ledger.store import StoreError
+
+    with open_store(f"sqlite:///{tmp_path}/a.db") as store:
+        assert store.event_count() == 0
+    with pytest.raises(StoreError, match="unsupported ledger URL"):
+        open_store("mysql://x")
+    with pytest.raises(StoreError, match="cannot open"):
+        open_store(str(tmp_path / "missing-dir" / "a.db"))
