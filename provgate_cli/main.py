@@ -10,6 +10,7 @@ from importlib.metadata import version as dist_version
 
 import typer
 
+from gateway.cli import app as ledger_app
 from gatewire.cli import app as id_app
 from hardware.cli import config_app, scan
 from provgate_cli.demo import demo
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.add_typer(id_app, name="id")
 app.add_typer(config_app, name="config")
 app.add_typer(sim_app, name="sim")
+app.add_typer(ledger_app, name="ledger")
 app.command()(demo)
 app.command("scan")(scan)
 
