@@ -12,7 +12,6 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,9 +30,9 @@ from provgate_cli.main import app
 from simulators.scanner import SimulatedScanner, generate_items, with_aim
 from simulators.serial_endpoint import PtyEndpoint
 from simulators.thingmagic import SimulatorSettings, ThingMagicSimulator
+from tests.support.cli import ROOT, first_line, provgate
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parents[2]
 PROFILES = sorted(
     path.relative_to(ROOT)
     for folder in ("scanners", "readers", "gate_io")
@@ -42,7 +41,6 @@ PROFILES = sorted(
 ZEBRA = ROOT / "firmware_configs/scanners/zebra-ds3608.yaml"
 NANO = ROOT / "firmware_configs/readers/thingmagic-m6e-nano.yaml"
 PI = ROOT / "firmware_configs/gate_io/raspberry-pi.yaml"
-PROVGATE = (sys.executable, "-m", "provgate_cli.main")
 JSON_ONE = ("--json", "--count", "1")
 SCAN_KEYS = {"source", "raw", "valid", "error", "item"}
 RFID_KEYS = SCAN_KEYS | {"epc_hex", "rssi", "antenna", "reads"}
@@ -50,36 +48,6 @@ TAGS = [encode_sgtin_hex(f"urn:epc:id:sgtin:0614141.812345.{serial}") for serial
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-@contextmanager
-def provgate(*args: str) -> Iterator[subprocess.Popen[str]]:
-    """``provgate ARGS`` as a child process with piped output; killed if still running."""
-    with subprocess.Popen(
-        [*PROVGATE, *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate(timeout=30)
-
-
-def first_line(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
-    """The first stdout line of ``proc`` (the simulator's URL), waiting for it."""
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    line = proc.stdout.readline() if ready else ""
-    if not line:
-        proc.kill()
-        _, err = proc.communicate(timeout=30)
-        pytest.fail(f"no URL from {proc.args!r}: {err}")
-    return line.strip()
 
 
 def read_lines(proc: subprocess.Popen[str], count: int, timeout: float = 30.0) -> list[str]:
