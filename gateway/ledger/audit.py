@@ -19,9 +19,11 @@ When a block's root or signature fails, the event named is the block's first eve
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
+import struct
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from multiprocessing.pool import AsyncResult
 from typing import Any
 
 from gateway.ledger import merkle
-from gateway.ledger.chain import GENESIS, leaf_data, next_chain
+from gateway.ledger.chain import GENESIS, leaf_data
 from gateway.ledger.ledger import HashFn, ItemKeysFn, LedgerError, derive_state, item_keys
 from gateway.ledger.signing import BlockHeader, KeyStoreError, key_id, load_public, verify_signature
 from gateway.ledger.store import (
@@ -41,6 +43,7 @@ from gateway.ledger.store import (
 )
 
 MAX_FAILURES = 100
+_sha256 = hashlib.sha256
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +102,12 @@ class AuditReport:
         return f"ledger FAILS audit at {self.first} ({len(self.failures)} problems found)"
 
 
-_Examined = tuple[str | None, str | None, list[str] | None, str | None]
-"""Per event: (recomputed event hash, error, item keys, derived item state)."""
+_Examined = tuple[str | None, str | None, list[str] | None, str | None, bytes | None]
+"""Per event: (recomputed event hash, error, item keys, derived item state, Merkle leaf
+hash of the stored (seq, event_id) or None if it cannot be computed here)."""
 
 CHUNK = 2000
+_U64 = struct.Struct(">Q").pack
 PARALLEL_FROM = 20_000
 _worker_fns: tuple[HashFn, ItemKeysFn] | None = None
 
@@ -112,22 +117,30 @@ def _examine(
 ) -> list[_Examined]:
     """The CPU-heavy part of the audit: parse, re-hash, derive index and state."""
     out: list[_Examined] = []
+    append = out.append
+    loads = json.loads
+    sha256 = hashlib.sha256
     for seq, event_id, text in rows:
+        leaf: bytes | None
+        try:  # merkle.leaf_hash(leaf_data(seq, event_id)), inlined
+            leaf = sha256(b"\x00" + _U64(seq) + event_id.encode("utf-8")).digest()
+        except Exception:  # a tampered seq or ID: the auditor recomputes it and reports
+            leaf = None
         try:
-            event = json.loads(text)
+            event = loads(text)
             if not isinstance(event, dict):
                 raise ValueError("not a JSON object")
             keys = keys_fn(event)
         except (ValueError, LedgerError) as exc:
-            out.append((None, f"stored event does not parse: {exc}", None, None))
+            append((None, f"stored event does not parse: {exc}", None, None, leaf))
             continue
         state = derive_state(event, seq, event_id) if keys else None
         try:
             recomputed = hash_fn(event)
         except Exception as exc:  # the hash function's own errors, whatever their type
-            out.append((None, f"event hash cannot be computed: {exc}", keys, state))
+            append((None, f"event hash cannot be computed: {exc}", keys, state, leaf))
             continue
-        out.append((recomputed, None, keys, state))
+        append((recomputed, None, keys, state, leaf))
     return out
 
 
@@ -187,6 +200,11 @@ class _Peek:
         assert self.head is not None
         item, self.head = self.head, next(self._it, None)
         return item
+
+    def advance(self) -> tuple[Any, ...] | None:
+        """Drop the head; the new head."""
+        head = self.head = next(self._it, None)
+        return head
 
 
 @dataclass
@@ -375,7 +393,7 @@ class _Auditor:
         item_rows: _Peek,
     ) -> None:
         seq, event_id, _, signer, stored_chain = row
-        recomputed, error, keys, state = examined
+        recomputed, error, keys, state, leaf = examined
         report = self.report
         report.events += 1
         if seq != self._expected_seq:
@@ -389,7 +407,8 @@ class _Auditor:
             self.fail(seq, event_id, error)
         elif recomputed != event_id:
             self.fail(seq, event_id, f"event hash of the stored JSON is {recomputed}")
-        chain = self._chain = next_chain(self._chain, event_id)
+        # next_chain(self._chain, event_id), inlined
+        chain = self._chain = _sha256(self._chain + event_id.encode("utf-8")).digest()
         if chain != stored_chain:
             self.fail(
                 seq,
@@ -411,7 +430,7 @@ class _Auditor:
         if seq < block.first_seq:
             self.fail(seq, event_id, f"event of {signer!r} between its signed blocks")
             return
-        sb.leaves.append(merkle.leaf_hash(leaf_data(seq, event_id)))
+        sb.leaves.append(leaf if leaf is not None else merkle.leaf_hash(leaf_data(seq, event_id)))
         if sb.first_seen is None:
             sb.first_seen = seq
         sb.last_seen = seq
@@ -428,24 +447,28 @@ class _Auditor:
         index_rows: _Peek,
         item_rows: _Peek,
     ) -> None:
-        while index_rows.head is not None and index_rows.head[0] < seq:
-            orphan = index_rows.pop()
-            self.fail(orphan[0], None, f"item index names {orphan[1]!r} at a missing event")
+        head = index_rows.head
+        while head is not None and head[0] < seq:
+            self.fail(head[0], None, f"item index names {head[1]!r} at a missing event")
+            head = index_rows.advance()
         indexed = []
-        while index_rows.head is not None and index_rows.head[0] == seq:
-            indexed.append(index_rows.pop()[1])
+        while head is not None and head[0] == seq:
+            indexed.append(head[1])
+            head = index_rows.advance()
         if keys is not None and indexed != keys:
             self.fail(seq, event_id, f"item index lists {indexed} but the event names {keys}")
-        while item_rows.head is not None and item_rows.head[0] < seq:
-            orphan = item_rows.pop()
-            self.fail(orphan[0], None, f"item {orphan[1]!r} points at a missing event")
-        while item_rows.head is not None and item_rows.head[0] == seq:
-            _, item, stored_state = item_rows.pop()
+        head = item_rows.head
+        while head is not None and head[0] < seq:
+            self.fail(head[0], None, f"item {head[1]!r} points at a missing event")
+            head = item_rows.advance()
+        while head is not None and head[0] == seq:
+            _, item, stored_state = head
             self.report.items += 1
             if keys is not None and item not in keys:
                 self.fail(seq, event_id, f"item {item!r} points at an event that does not name it")
             elif keys is not None and state != stored_state:
                 self.fail(seq, event_id, f"current state of item {item!r} was changed")
+            head = item_rows.advance()
 
     def finish_index(self, index_rows: _Peek, item_rows: _Peek) -> None:
         while index_rows.head is not None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import json.encoder
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway.ledger import merkle
-from gateway.ledger.chain import GENESIS, leaf_data, next_chain
+from gateway.ledger.chain import GENESIS, leaf_data
 from gateway.ledger.signing import BlockHeader, OrgKey, check_org_name, raw_public
 from gateway.ledger.store import BlockRow, SqlStore, StoreError, open_store
 
@@ -31,6 +33,44 @@ _EVENT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_
 _STATE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
+def _one_shot_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str]:
+    """``encoder.encode`` without its per-call set-up (same bytes out).
+
+    ``JSONEncoder.encode`` builds a new C encoder object on every call, which costs about
+    as much as encoding a small event; this builds it once. Without circular-reference
+    markers a self-containing object raises RecursionError instead of ValueError (the
+    callers treat both alike). Falls back to ``encoder.encode`` without the C accelerator.
+    """
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has _json
+        return encoder.encode
+    fast = make(
+        None,
+        encoder.default,
+        json.encoder.encode_basestring_ascii
+        if encoder.ensure_ascii
+        else json.encoder.encode_basestring,
+        None,
+        encoder.key_separator,
+        encoder.item_separator,
+        encoder.sort_keys,
+        encoder.skipkeys,
+        encoder.allow_nan,
+    )
+    join = "".join
+
+    def encode(obj: Any) -> str:
+        if isinstance(obj, str):  # what JSONEncoder.encode special-cases
+            return encoder.encode(obj)
+        return join(fast(obj, 0))
+
+    return encode
+
+
+_encode_event = _one_shot_encoder(_EVENT_JSON)
+_encode_state = _one_shot_encoder(_STATE_JSON)
+
+
 class LedgerError(ValueError):
     """An event or request the ledger cannot accept; the message says what is wrong."""
 
@@ -50,18 +90,24 @@ def default_event_hash() -> HashFn:
 def item_keys(event: Mapping[str, Any]) -> list[str]:
     """Item IDs an EPCIS event names: epcList, childEPCs, parentID, input/outputEPCList."""
     keys: list[str] = []
+    get = event.get
     for field in _ITEM_LIST_FIELDS:
-        value = event.get(field)
+        value = get(field)
         if value is None:
             continue
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        if not isinstance(value, list):
             raise LedgerError(f"{field} must be a list of non-empty strings, got {value!r:.80}")
-        keys.extend(value)
-    parent = event.get("parentID")
+        for v in value:
+            if not isinstance(v, str) or not v:
+                raise LedgerError(f"{field} must be a list of non-empty strings, got {value!r:.80}")
+        keys += value
+    parent = get("parentID")
     if parent is not None:
         if not isinstance(parent, str) or not parent:
             raise LedgerError(f"parentID must be a non-empty string, got {parent!r:.80}")
         keys.append(parent)
+    if len(keys) == 1:
+        return keys
     return sorted(set(keys))
 
 
@@ -70,13 +116,13 @@ def derive_state(event: Mapping[str, Any], seq: int, event_id: str) -> str:
     state: dict[str, Any] = {k: event[k] for k in STATE_FIELDS if k in event}
     state["seq"] = seq
     state["eventID"] = event_id
-    return _STATE_JSON.encode(state)
+    return _encode_state(state)
 
 
 def _canonical_json(event: Mapping[str, Any], index: int) -> str:
     try:
-        text = _EVENT_JSON.encode(event)
-    except (TypeError, ValueError) as exc:
+        text = _encode_event(event)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise LedgerError(f"event {index} is not JSON-serialisable: {exc}") from exc
     return text
 
@@ -208,9 +254,10 @@ class Ledger:
             index_rows: list[tuple[str, int]] = []
             states: dict[str, tuple[str, int, str]] = {}
             result = []
+            sha256 = hashlib.sha256
             for event_id, text, keys, event in prepared:
                 seq += 1
-                chain = next_chain(chain, event_id)
+                chain = sha256(chain + event_id.encode()).digest()  # chain.next_chain, inlined
                 rows.append((seq, event_id, text, signer, chain))
                 if keys:
                     state = derive_state(event, seq, event_id)
