@@ -216,49 +216,161 @@ def event_prehash(
         namespaces: Mapping[str, str] = DEFAULT_NAMESPACES
     else:
         namespaces = _namespaces(context, event.get("@context"))
+    if not ignore and namespaces is not DEFAULT_NAMESPACES and namespaces == DEFAULT_NAMESPACES:
+        namespaces = DEFAULT_NAMESPACES  # the same namespaces: the cached renderings apply
     ignored = {_expand_key(name, namespaces) for name in ignore} if ignore else ()
     # Each top-level property renders on its own: the common shapes directly (fast), the
     # rest through the general tree walk of _tree_prehash, which defines the result.
     ordered = [""] * len(_PROP_ORDER)
     rest: list[str] = []
-    for key, value in event.items():
-        spec = _TOP_SPEC.get(key)
-        if spec is not None:
-            if spec is _SKIP:
-                continue
-            position, fast = spec
-            text = fast(key, value, namespaces)
-            if text is None:
-                nodes = _children({key: value}, "", namespaces, 0)
-                text = _ordered(nodes, (_PROP_ORDER[position],), top=True)
-                # what the order left over joins the rest, as in _tree_prehash
-                rest.extend(_generic_one(n) for n in nodes if n[0] not in ignored)
-            ordered[position] = text
-            continue
-        if not isinstance(key, str):
-            raise EventHashError(f"event: property name {key!r} is not a string")
-        if key.startswith("@"):
-            continue
-        name = _expand_key(key, namespaces) if ":" in key else key
-        if name in ignored:
-            continue
-        if name.endswith("List"):
-            if name in _LINK_LISTS and (links := _fast_links(name, value, namespaces)):
-                rest.append(links)
-                continue
-        elif type(value) is list:
-            texts = [_value_text(v, namespaces) for v in value]
-            if None not in texts:
-                rest.extend(name + "=" + t if t else name for t in texts)
-                continue
-        else:
-            text = _value_text(value, namespaces)
-            if text is not None:
-                rest.append(name + "=" + text if text else name)
-                continue
-        rest.extend(_generic_one(n) for n in _children({key: value}, "", namespaces, 0))
+    if namespaces is DEFAULT_NAMESPACES and not ignored:
+        for key, value in event.items():
+            if type(value) is str:
+                if key == "eventTime":
+                    ordered[0] = _fast_event_time(key, value, namespaces)
+                    continue
+                rendered = _STR_RENDERED.get((key, value))
+                if rendered is None:
+                    rendered = _cached_str(key, value)
+                position, text, extra = rendered
+            elif type(value) in _CACHED_SCALARS and key != "eventTime":
+                position, text, extra = _cached_scalar(key, value)
+            else:
+                rendered = _cached_render(key, value)
+                if rendered is None:
+                    rendered = _render_top(key, value, namespaces, ignored)
+                position, text, extra = rendered
+            if position >= 0:
+                ordered[position] = text
+            if extra:
+                rest += extra
+    else:
+        for key, value in event.items():
+            position, text, extra = _render_top(key, value, namespaces, ignored)
+            if position >= 0:
+                ordered[position] = text
+            if extra:
+                rest += extra
     rest.sort()
     return "eventType=" + event_type.strip() + "".join(ordered) + "".join(rest)
+
+
+#: What one top-level property contributes: (its position in _PROP_ORDER or -1, its text
+#: there, texts that join the sorted rest).
+_Rendered = tuple[int, str, tuple[str, ...]]
+_NOTHING: _Rendered = (-1, "", ())
+
+
+def _render_top(
+    key: Any, value: Any, namespaces: Mapping[str, str], ignored: Collection[str]
+) -> _Rendered:
+    """The contribution of one top-level property of an event to its pre-hash."""
+    spec = _TOP_SPEC.get(key)
+    if spec is not None:
+        if spec is _SKIP:
+            return _NOTHING
+        position, fast = spec
+        text = fast(key, value, namespaces)
+        if text is None:
+            nodes = _children({key: value}, "", namespaces, 0)
+            text = _ordered(nodes, (_PROP_ORDER[position],), top=True)
+            # what the order left over joins the rest, as in _tree_prehash
+            return position, text, tuple(_generic_one(n) for n in nodes if n[0] not in ignored)
+        return position, text, ()
+    if not isinstance(key, str):
+        raise EventHashError(f"event: property name {key!r} is not a string")
+    if key.startswith("@"):
+        return _NOTHING
+    name = _expand_key(key, namespaces) if ":" in key else key
+    if name in ignored:
+        return _NOTHING
+    if name.endswith("List"):
+        if name in _LINK_LISTS and (links := _fast_links(name, value, namespaces)):
+            return -1, "", (links,)
+    elif type(value) is list:
+        texts = [_value_text(v, namespaces) for v in value]
+        if None not in texts:
+            return -1, "", tuple(name + "=" + t if t else name for t in texts if t is not None)
+    else:
+        text = _value_text(value, namespaces)
+        if text is not None:
+            return -1, "", (name + "=" + text if text else name,)
+    return -1, "", tuple(_generic_one(n) for n in _children({key: value}, "", namespaces, 0))
+
+
+_NONE_TYPE = type(None)
+_CACHED_SCALARS = frozenset({str, int, float, bool, _NONE_TYPE})
+_PLACES = frozenset({"readPoint", "bizLocation"})
+
+
+def _cached_render(key: Any, value: Any) -> _Rendered | None:
+    """_render_top under DEFAULT_NAMESPACES without ignored names, from bounded caches for
+    the shapes gate events repeat (None: render it directly)."""
+    kind = type(value)
+    if kind is str and key == "eventTime":
+        return 0, _fast_event_time(key, value, DEFAULT_NAMESPACES), ()
+    if kind in _CACHED_SCALARS:
+        return _cached_scalar(key, value)
+    if kind is list:
+        if key in _EPC_LISTS:
+            text = _fast_epcs(key, value, DEFAULT_NAMESPACES)
+            return None if text is None else (_TOP_POSITION[key], text, ())
+        if key in _LINK_LISTS:
+            kind_name = _LINK_LISTS[key]
+            pairs = []
+            for link in value:
+                if type(link) is not dict or len(link) != 2:
+                    return None
+                link_type = link.get("type")
+                target = link.get(kind_name)
+                if type(link_type) is not str or type(target) is not str:
+                    return None
+                pairs.append((link_type, target))
+            return _cached_links(key, tuple(pairs))
+        for element in value:
+            if type(element) is not str:
+                return None
+        return _cached_strings(key, tuple(value))
+    if kind is dict and key in _PLACES and len(value) == 1:
+        place = value.get("id")
+        if type(place) is str:
+            return _cached_place(key, place)
+    return None
+
+
+#: (key, string value) -> _render_top of it under DEFAULT_NAMESPACES; emptied when full.
+_STR_RENDERED: dict[tuple[Any, str], _Rendered] = {}
+_STR_RENDERED_MAX = 4096
+
+
+def _cached_str(key: Any, value: str) -> _Rendered:
+    rendered = _render_top(key, value, DEFAULT_NAMESPACES, ())
+    if len(_STR_RENDERED) >= _STR_RENDERED_MAX:
+        _STR_RENDERED.clear()
+    _STR_RENDERED[key, value] = rendered
+    return rendered
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _cached_scalar(key: Any, value: Any) -> _Rendered:
+    return _render_top(key, value, DEFAULT_NAMESPACES, ())
+
+
+@lru_cache(maxsize=1024)
+def _cached_strings(key: Any, values: tuple[str, ...]) -> _Rendered:
+    return _render_top(key, list(values), DEFAULT_NAMESPACES, ())
+
+
+@lru_cache(maxsize=1024)
+def _cached_place(key: Any, place: str) -> _Rendered:
+    return _render_top(key, {"id": place}, DEFAULT_NAMESPACES, ())
+
+
+@lru_cache(maxsize=1024)
+def _cached_links(key: str, pairs: tuple[tuple[str, str], ...]) -> _Rendered:
+    kind = _LINK_LISTS[key]
+    links = [{"type": link_type, kind: target} for link_type, target in pairs]
+    return _render_top(key, links, DEFAULT_NAMESPACES, ())
 
 
 def _check_event(event: Any) -> str:
@@ -594,6 +706,15 @@ def _fast_scalar(key: str, value: Any, ns: Mapping[str, str]) -> str | None:
 
 def _fast_event_time(key: str, value: Any, ns: Mapping[str, str]) -> str:
     """eventTime, which must be an ISO 8601 date-time: the hash rests on it."""
+    if type(value) is str and len(value) == 32 and value[19] == ".":
+        # the usual shape, microseconds and an offset ("…T20:26:37.176058+00:00"): UTC
+        # up to the second from a cache, then the milliseconds as _utc_or_none rounds them
+        micros = value[20:26]
+        if micros.isascii() and micros.isdecimal():
+            second = _utc_second(value[:19], value[26:])
+            millis = round(int(micros), -3) // 1000
+            if second is not None and millis < 1000:
+                return f"{key}={second}.{millis:03d}Z"
     if isinstance(value, str):
         text = value.strip()
         utc = _utc_or_none(text)
@@ -606,9 +727,14 @@ def _fast_epcs(key: str, value: Any, ns: Mapping[str, str]) -> str | None:
     if type(value) is not list:
         return None
     epcs = []
+    plain = "urn" not in ns  # then a plain SGTIN is no CURIE: its Digital Link directly
     for element in value:
         if type(element) is not str:
             return None
+        sgtin = _SIMPLE_SGTIN.fullmatch(element) if plain else None
+        if sgtin is not None and len(sgtin[1]) + len(sgtin[2]) == 13:
+            epcs.append(f"epc={_DL}01/{_gtin(sgtin[1], sgtin[2])}/21/{sgtin[3]}")
+            continue
         text = _str_text(element, None, ns)
         if text:
             epcs.append("epc=" + text)
@@ -673,6 +799,7 @@ _FAST_ORDERED: dict[str, _FastRenderer] = {
     "readPoint": _fast_place,
     "bizLocation": _fast_place,
 }
+_EPC_LISTS = frozenset(name for name, render in _FAST_ORDERED.items() if render is _fast_epcs)
 _SKIP = (-1, _slow)
 #: Top-level property -> (position in _PROP_ORDER, renderer), or _SKIP for ignored ones.
 _TOP_SPEC: dict[Any, tuple[int, _FastRenderer]] = {
@@ -703,6 +830,17 @@ def _utc_minute(minute: str, offset: str) -> str | None:
     moment = moment.astimezone(UTC)
     date = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
     return f"{date}T{moment.hour:02d}:{moment.minute:02d}"
+
+
+@lru_cache(maxsize=4096)
+def _utc_second(second: str, offset: str) -> str | None:
+    """``YYYY-MM-DDTHH:MM:SS`` and an offset -> that second in UTC, when _SIMPLE_TIME
+    reads them (without a fraction); else None."""
+    simple = _SIMPLE_TIME.fullmatch(second + offset)
+    if simple is None or simple[3] is not None:
+        return None
+    minute = _utc_minute(simple[1], simple[4])
+    return None if minute is None else minute + simple[2]
 
 
 def _utc_millis(text: str) -> str:

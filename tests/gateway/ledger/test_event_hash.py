@@ -456,3 +456,73 @@ def test_both_paths_refuse_a_bad_event_time(event_time: Any) -> None:
 def test_ignored_names_drop_leftovers_on_both_paths() -> None:
     event = _gate_event(readPoint={"pg:door": "3"})
     assert event_prehash(event, ignore=["readPoint"]) == _tree_prehash(event, ignore=["readPoint"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(extra=st.dictionaries(_keys, _json, max_size=6))
+def test_cached_renderings_agree_with_the_tree_walk(extra: dict[str, Any]) -> None:
+    # no context and nothing ignored: the bounded caches of the default namespaces serve
+    event = _gate_event(**extra)
+    try:
+        expected = _tree_prehash(event)
+    except EventHashError:
+        with pytest.raises(EventHashError):
+            event_prehash(event)
+        return
+    assert event_prehash(event) == expected
+    assert event_prehash(event) == expected  # again, now from the caches
+
+
+@pytest.mark.parametrize("key", ["pg:a", "bizStep", "action"])
+def test_cached_renderings_tell_equal_values_of_other_types_apart(key: str) -> None:
+    for value in [True, 1, 1.0, "1", False, 0, 0.0, -0.0, "0", None, ["1"], [True]]:
+        event = _gate_event(**{key: value})
+        assert event_prehash(event) == _tree_prehash(event)
+        assert event_prehash(event, {"pg": "https://provgate.dev/epcis/"}) == _tree_prehash(event)
+
+
+@pytest.mark.parametrize(
+    "epc",
+    [
+        "urn:epc:id:sgtin:4012345.011111.9876",
+        "urn:epc:id:sgtin:4012345.01111.9876",  # 12 digits: not an SGTIN
+        "urn:epc:id:sgtin:4012345.011111.A%2Fb",
+        " urn:epc:id:sgtin:4012345.011111.9876",
+    ],
+)
+def test_plain_sgtins_agree_with_the_tree_walk(epc: str) -> None:
+    event = _gate_event(epcList=[epc, "urn:epc:id:sgtin:4012345.011111.1"])
+    assert event_prehash(event) == _tree_prehash(event)
+    assert event_prehash(event, {"urn": "https://example.com/"}) == _tree_prehash(
+        event, {"urn": "https://example.com/"}
+    )
+
+
+@pytest.mark.parametrize(
+    "event_time",
+    [
+        "2026-11-28T20:26:37.176058+00:00",
+        "2026-11-28T20:26:37.176500+00:00",
+        "2026-11-28T20:26:37.177500-05:30",
+        "2026-12-31T23:59:59.999499+00:00",
+        "2026-12-31T23:59:59.999500+00:00",
+        "2026-12-31T23:59:59.999999-01:00",
+        "2026-01-01T00:00:00.000000+14:00",
+        "2026-11-28T20:26:37.176058Z00:00",
+        "2026-11-28T20:26:60.176058+00:00",
+        "2026-11-28 20:26:37.176058+00:00",
+        "2026-11-28T20:26:37.17605x+00:00",
+        "2026-11-28T20:26:37.176058+0000 ",
+        " 2026-11-28T20:26:37.17605+00:00",
+    ],
+)
+def test_usual_event_times_agree_with_the_tree_walk(event_time: str) -> None:
+    event = _gate_event(eventTime=event_time)
+    try:
+        expected = _tree_prehash(event)
+    except EventHashError:
+        with pytest.raises(EventHashError):
+            event_prehash(event)
+        return
+    assert event_prehash(event) == expected
+    assert event_prehash(event, {"pg": "https://provgate.dev/epcis/"}) == expected
