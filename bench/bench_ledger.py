@@ -23,7 +23,7 @@ from typing import Any
 from bench.report import Figure, print_figures
 from gateway.ledger import merkle
 from gateway.ledger.chain import GENESIS, leaf_data, next_chain
-from gateway.ledger.ledger import Ledger, derive_state
+from gateway.ledger.ledger import Ledger
 from gateway.ledger.pg_store import PostgresStore
 from gateway.ledger.signing import BlockHeader, Keystore, OrgKey, raw_public
 from gateway.ledger.sqlite_store import SqliteStore
@@ -85,7 +85,6 @@ class _Writer:
         self,
         events: Sequence[tuple[int, str, str, str, bytes]],
         index: Sequence[tuple[str, int]],
-        items: Sequence[tuple[str, int, str]],
         blocks: Sequence[BlockRow],
     ) -> None:
         with self.store.write():
@@ -95,7 +94,6 @@ class _Writer:
                     for table, cols, rows in (
                         ("events", "seq, event_id, event_json, signer, chain", events),
                         ("item_events", "item_key, seq", index),
-                        ("items", "item_key, last_seq, state", items),
                     ):
                         with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
                             for row in rows:
@@ -103,7 +101,6 @@ class _Writer:
             else:
                 self.store.insert_events(events)
                 self.store.insert_item_events(index)
-                self.store.upsert_items(items)
             for block in blocks:
                 self.store.insert_block(block)
 
@@ -118,7 +115,7 @@ def bulk_load(stores: Sequence[SqlStore], n: int, key: OrgKey, hash_fn: Any) -> 
     block_no = 0
     pending: list[tuple[int, str, bytes]] = []
     for start in range(0, n, LOAD_CHUNK):
-        events, index, items, blocks = [], [], [], []
+        events, index, blocks = [], [], []
         for i in range(start, min(n, start + LOAD_CHUNK)):
             seq = i + 1
             event = commissioning(i)
@@ -127,14 +124,13 @@ def bulk_load(stores: Sequence[SqlStore], n: int, key: OrgKey, hash_fn: Any) -> 
             events.append((seq, eid, json.dumps(event, separators=(",", ":")), key.org, chain))
             item = event["epcList"][0]
             index.append((item, seq))
-            items.append((item, seq, derive_state(event, seq, eid)))
             pending.append((seq, eid, chain))
             if len(pending) == BLOCK_SIZE or seq == n:
                 block_no += 1
                 blocks.append(_seal(block_no, key, pending))
                 pending = []
         for w in writers:
-            w.write(events, index, items, blocks)
+            w.write(events, index, blocks)
 
 
 def _seal(block_no: int, key: OrgKey, leaves: list[tuple[int, str, bytes]]) -> BlockRow:

@@ -1,17 +1,23 @@
-"""Full audit: recompute every event hash, the chain, every block's Merkle root and
+"""Full audit: recompute every event hash, every chain link, every block's Merkle root and
 signature, and the item index, and name the first event that does not verify.
 
 What it catches, by construction:
 
 - an edited event: its recomputed event hash differs from the stored ID, or (if the ID
-  was rewritten too) the chain from that event on, or (if the chain was rewritten too)
+  was rewritten too) the chain link at that event, or (if the chain was rewritten too)
   its block's Merkle root and the signed ``head_chain``;
-- a deleted event: a gap in seq, and the chain of the next event;
+- a deleted event: a gap in seq, and the chain link of the next event;
 - an inserted event: seqs shifted to make room break the chain at the insert; an event
   appended after the last sealed block of its signer is only protected by the chain,
   so ``strict=True`` treats every unsealed event as a failure (see docs/ledger.md);
-- reordered events: the chain at the first moved event;
-- a changed items/item_events row: the index check.
+- reordered events: the chain link at the first moved event;
+- a changed, added or removed ``item_events`` row: the index check.
+
+The ledger is cut into seq ranges audited independently (in worker processes on a big
+ledger, each with its own database connection): a range checks each stored chain value
+against the one stored before it (``chain_i == H(chain_{i-1} ‖ id_i)``), which holds for
+every i exactly when the whole chain recomputes from genesis. Blocks that lie inside one
+range are finished there; the leaves of blocks that straddle ranges are joined here.
 
 When a block's root or signature fails, the event named is the block's first event
 (the root cannot say which leaf changed).
@@ -19,30 +25,30 @@ When a block's root or signature fails, the event named is the block's first eve
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import multiprocessing
 import os
+import pickle
 import struct
-from collections import deque
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from multiprocessing.pool import AsyncResult
 from typing import Any
 
 from gateway.ledger import merkle
-from gateway.ledger.chain import GENESIS, leaf_data
-from gateway.ledger.ledger import HashFn, ItemKeysFn, LedgerError, derive_state, item_keys
+from gateway.ledger.chain import GENESIS
+from gateway.ledger.ledger import HashFn, ItemKeysFn, LedgerError, item_keys
 from gateway.ledger.signing import BlockHeader, KeyStoreError, key_id, load_public, verify_signature
-from gateway.ledger.store import (
-    BlockRow,
-    EventRow,
-    SqlStore,
-    StoreError,
-    item_index_mismatches,
-)
+from gateway.ledger.store import BlockRow, SqlStore, StoreError
 
 MAX_FAILURES = 100
+#: Events per range (one unit of work for a worker process).
+RANGE_SIZE = 25_000
+#: Below this many events the audit runs in this process (workers cost ~0.5 s to start).
+PARALLEL_FROM = 40_000
+_U64 = struct.Struct(">Q").pack
 _sha256 = hashlib.sha256
 
 
@@ -67,7 +73,8 @@ class AuditReport:
 
     events: int = 0
     blocks: int = 0
-    items: int = 0
+    #: Item index rows checked against the events that name them.
+    index_rows: int = 0
     unsealed: int = 0
     failures: list[Failure] = field(default_factory=list)
 
@@ -96,125 +103,324 @@ class AuditReport:
         """One line for people."""
         if self.ok:
             return (
-                f"ledger OK: {self.events} events, {self.blocks} blocks, {self.items} items, "
-                f"{self.unsealed} events not yet sealed"
+                f"ledger OK: {self.events} events, {self.blocks} blocks, "
+                f"{self.index_rows} item index rows, {self.unsealed} events not yet sealed"
             )
         return f"ledger FAILS audit at {self.first} ({len(self.failures)} problems found)"
 
-
-_Examined = tuple[str | None, str | None, list[str] | None, str | None, bytes | None]
-"""Per event: (recomputed event hash, error, item keys, derived item state, Merkle leaf
-hash of the stored (seq, event_id) or None if it cannot be computed here)."""
-
-CHUNK = 2000
-_U64 = struct.Struct(">Q").pack
-PARALLEL_FROM = 20_000
-_worker_fns: tuple[HashFn, ItemKeysFn] | None = None
+    def add(self, failure: Failure) -> None:
+        """Record a failure (the first MAX_FAILURES are kept)."""
+        if len(self.failures) < MAX_FAILURES:
+            self.failures.append(failure)
 
 
-def _examine(
-    rows: list[tuple[int, str, str]], hash_fn: HashFn, keys_fn: ItemKeysFn
-) -> list[_Examined]:
-    """The CPU-heavy part of the audit: parse, re-hash, derive index and state."""
-    out: list[_Examined] = []
-    append = out.append
-    loads = json.loads
-    sha256 = hashlib.sha256
-    for seq, event_id, text in rows:
-        leaf: bytes | None
-        try:  # merkle.leaf_hash(leaf_data(seq, event_id)), inlined
-            leaf = sha256(b"\x00" + _U64(seq) + event_id.encode("utf-8")).digest()
-        except Exception:  # a tampered seq or ID: the auditor recomputes it and reports
-            leaf = None
-        try:
-            event = loads(text)
-            if not isinstance(event, dict):
-                raise ValueError("not a JSON object")
-            keys = keys_fn(event)
-        except (ValueError, LedgerError) as exc:
-            append((None, f"stored event does not parse: {exc}", None, None, leaf))
-            continue
-        state = derive_state(event, seq, event_id) if keys else None
-        try:
-            recomputed = hash_fn(event)
-        except Exception as exc:  # the hash function's own errors, whatever their type
-            append((None, f"event hash cannot be computed: {exc}", keys, state, leaf))
-            continue
-        append((recomputed, None, keys, state, leaf))
-    return out
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """What a range needs of a sealed block (its stored tree only as a digest)."""
+
+    block_no: int
+    signer: str
+    first_seq: int
+    last_seq: int
+    leaf_count: int
+    root: bytes
+    head_chain: bytes
+    tree_digest: bytes
 
 
-def _init_worker(hash_fn: HashFn, keys_fn: ItemKeysFn) -> None:
-    global _worker_fns
-    _worker_fns = (hash_fn, keys_fn)
+@dataclass(slots=True)
+class _Leaves:
+    """The leaves of one block found so far, in seq order."""
+
+    leaves: list[bytes] = field(default_factory=list)
+    first_seen: int | None = None
+    last_seen: int | None = None
+    head_chain: bytes | None = None
+
+    def extend(self, other: _Leaves) -> None:
+        self.leaves += other.leaves
+        if self.first_seen is None:
+            self.first_seen = other.first_seen
+        if other.last_seen is not None:
+            self.last_seen = other.last_seen
+        if other.head_chain is not None:
+            self.head_chain = other.head_chain
 
 
-def _examine_in_worker(rows: list[tuple[int, str, str]]) -> list[_Examined]:
-    assert _worker_fns is not None
-    return _examine(rows, *_worker_fns)
+@dataclass
+class _RangeResult:
+    report: AuditReport
+    #: Leaves of blocks that reach outside the range, by block number.
+    partial: dict[int, _Leaves]
+    finished: list[int]
 
 
-def _chunks(events: Iterator[EventRow]) -> Iterator[list[EventRow]]:
-    chunk: list[EventRow] = []
-    for row in events:
-        chunk.append(row)
-        if len(chunk) == CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def _block_failure(block: _Block, seq: int, reason: str) -> Failure:
+    return Failure(seq, None, reason, (block.first_seq, block.last_seq))
 
 
-def _examined_chunks(
-    events: Iterator[EventRow], hash_fn: HashFn, keys_fn: ItemKeysFn, workers: int
-) -> Iterator[tuple[list[EventRow], list[_Examined]]]:
-    """Event rows in seq order with their examination, done in ``workers`` processes
-    (forked, so the hash function need not be picklable) or inline when 0. Only this
-    thread touches the database."""
-    if workers <= 0:
-        for chunk in _chunks(events):
-            yield chunk, _examine([(r[0], r[1], r[2]) for r in chunk], hash_fn, keys_fn)
-        return
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(hash_fn, keys_fn)) as pool:
-        pending: deque[tuple[list[EventRow], AsyncResult[list[_Examined]]]] = deque()
-        for chunk in _chunks(events):
-            job = pool.apply_async(_examine_in_worker, ([(r[0], r[1], r[2]) for r in chunk],))
-            pending.append((chunk, job))
-            if len(pending) > 2 * workers:
-                done, result = pending.popleft()
-                yield done, result.get()
-        while pending:
-            done, result = pending.popleft()
-            yield done, result.get()
+def _finish_block(block: _Block, found: _Leaves) -> Failure | None:
+    """Check a block's stored events (``found``) against what it signs."""
+    first = found.first_seen if found.first_seen is not None else block.first_seq
+    n = block.block_no
+    if len(found.leaves) != block.leaf_count:
+        return _block_failure(
+            block,
+            first,
+            f"block {n} signs {block.leaf_count} events of {block.signer!r} "
+            f"but {len(found.leaves)} are stored in seq {block.first_seq}–{block.last_seq}",
+        )
+    levels = merkle.tree_levels(found.leaves) if found.leaves else None
+    if levels is None or levels[-1][0] != block.root:
+        return _block_failure(
+            block,
+            first,
+            f"block {n}: Merkle root of its stored events does not match the signed root "
+            "(an event in the block was changed)",
+        )
+    if found.first_seen != block.first_seq or found.last_seen != block.last_seq:
+        return _block_failure(block, first, f"block {n}: first/last event seq differ")
+    packed = b"".join(node for level in levels for node in level)
+    if _sha256(packed).digest() != block.tree_digest:
+        return _block_failure(
+            block,
+            first,
+            f"block {n}: its stored Merkle tree (used for proofs) differs from the tree of "
+            "its events",
+        )
+    if found.head_chain != block.head_chain:
+        return _block_failure(
+            block,
+            block.last_seq,
+            f"block {n}: chain value at seq {block.last_seq} differs from the signed head "
+            "(events before it were rewritten)",
+        )
+    return None
+
+
+_scan_once: Any = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 - untyped attribute
+
+
+def _parse_object(text: str) -> dict[str, Any]:
+    """``json.loads(text)`` for a JSON object (the C scanner, without the two wrapper
+    layers); ValueError for anything else."""
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        value, end = json.loads(text), len(text)  # leading whitespace, or json says why not
+    if end != len(text):
+        value = json.loads(text)  # trailing whitespace is fine; json says what else is wrong
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
 
 
 class _Peek:
     """An iterator with one item of look-ahead."""
 
-    def __init__(self, it: Iterator[tuple[Any, ...]]) -> None:
+    def __init__(self, it: Iterator[tuple[int, str]]) -> None:
         self._it = it
-        self.head: tuple[Any, ...] | None = next(it, None)
+        self.head: tuple[int, str] | None = next(it, None)
 
-    def pop(self) -> tuple[Any, ...]:
-        assert self.head is not None
-        item, self.head = self.head, next(self._it, None)
-        return item
-
-    def advance(self) -> tuple[Any, ...] | None:
+    def advance(self) -> tuple[int, str] | None:
         """Drop the head; the new head."""
         head = self.head = next(self._it, None)
         return head
 
 
-@dataclass
-class _SignerBlocks:
-    blocks: list[BlockRow]
-    index: int = 0
-    leaves: list[bytes] = field(default_factory=list)
-    first_seen: int | None = None
-    last_seen: int | None = None
-    head_chain: bytes | None = None
+class _RangeAuditor:
+    """Audits the events with ``first ≤ seq ≤ last`` on its own."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        blocks: Mapping[str, list[_Block]],
+        hash_fn: HashFn,
+        keys_fn: ItemKeysFn,
+        strict: bool,
+    ) -> None:
+        self.store = store
+        self.blocks = blocks
+        self.starts = {s: [b.first_seq for b in bs] for s, bs in blocks.items()}
+        self.hash_fn = hash_fn
+        self.keys_fn = keys_fn
+        self.strict = strict
+
+    def run(self, first: int, last: int) -> _RangeResult:
+        report = AuditReport()
+        fail = report.add
+        found: dict[int, _Leaves] = {}
+        cursor: dict[str, int] = {}
+        before = self.store.chain_before(first)
+        chain = before[1] if before is not None else GENESIS
+        expected = first
+        index = _Peek(self.store.iter_item_events_between(first, last))
+        hash_fn, keys_fn, sha256 = self.hash_fn, self.keys_fn, _sha256
+        for seq, event_id, text, signer, stored_chain in self.store.iter_events_between(
+            first, last
+        ):
+            report.events += 1
+            if seq != expected:
+                fail(
+                    Failure(
+                        expected,
+                        None,
+                        f"missing: seq {expected}–{seq - 1} deleted (next stored is {seq})",
+                    )
+                )
+            expected = seq + 1
+            id_bytes = event_id.encode("utf-8")
+            keys: list[str] | None = None
+            try:
+                event = _parse_object(text)
+                keys = keys_fn(event)
+            except (ValueError, LedgerError) as exc:
+                fail(Failure(seq, event_id, f"stored event does not parse: {exc}"))
+            else:
+                try:
+                    recomputed = hash_fn(event)
+                except Exception as exc:  # the hash function's own errors, whatever their type
+                    fail(Failure(seq, event_id, f"event hash cannot be computed: {exc}"))
+                else:
+                    if recomputed != event_id:
+                        fail(
+                            Failure(seq, event_id, f"event hash of the stored JSON is {recomputed}")
+                        )
+            if sha256(chain + id_bytes).digest() != stored_chain:
+                fail(
+                    Failure(
+                        seq,
+                        event_id,
+                        "chain value differs (events before it deleted, inserted or "
+                        "reordered, or this one changed)",
+                    )
+                )
+            chain = stored_chain
+            # ---- the item index rows of this event
+            head = index.head
+            while head is not None and head[0] < seq:
+                fail(Failure(head[0], None, f"item index names {head[1]!r} at a missing event"))
+                head = index.advance()
+            indexed = []
+            while head is not None and head[0] == seq:
+                indexed.append(head[1])
+                head = index.advance()
+            report.index_rows += len(indexed)
+            if keys is not None and indexed != keys:
+                fail(
+                    Failure(seq, event_id, f"item index lists {indexed} but the event names {keys}")
+                )
+            # ---- the block that signs this event
+            self._place(report, found, cursor, seq, event_id, signer, id_bytes, stored_chain)
+        if expected <= last and report.events:
+            fail(Failure(expected, None, f"missing: seq {expected}–{last} deleted"))
+        elif not report.events:
+            fail(Failure(first, None, f"missing: seq {first}–{last} deleted"))
+        while index.head is not None:
+            fail(
+                Failure(
+                    index.head[0], None, f"item index names {index.head[1]!r} at a missing event"
+                )
+            )
+            index.advance()
+        return self._close_blocks(report, found, first, last)
+
+    def _place(
+        self,
+        report: AuditReport,
+        found: dict[int, _Leaves],
+        cursor: dict[str, int],
+        seq: int,
+        event_id: str,
+        signer: str,
+        id_bytes: bytes,
+        chain: bytes,
+    ) -> None:
+        blocks = self.blocks.get(signer)
+        if blocks is None:
+            report.unsealed += 1
+            if self.strict:
+                report.add(Failure(seq, event_id, f"not in any signed block of {signer!r}"))
+            return
+        i = cursor.get(signer)
+        if i is None:
+            i = max(0, bisect.bisect_right(self.starts[signer], seq) - 1)
+        while i < len(blocks) and blocks[i].last_seq < seq:
+            i += 1
+        cursor[signer] = i
+        if i >= len(blocks):
+            report.unsealed += 1
+            if self.strict:
+                report.add(Failure(seq, event_id, f"not in any signed block of {signer!r}"))
+            return
+        block = blocks[i]
+        if seq < block.first_seq:
+            report.add(Failure(seq, event_id, f"event of {signer!r} between its signed blocks"))
+            return
+        leaves = found.get(block.block_no)
+        if leaves is None:
+            leaves = found[block.block_no] = _Leaves(first_seen=seq)
+        leaves.leaves.append(_sha256(b"\x00" + _U64(seq) + id_bytes).digest())
+        leaves.last_seen = seq
+        if seq == block.last_seq:
+            leaves.head_chain = chain
+
+    def _close_blocks(
+        self, report: AuditReport, found: dict[int, _Leaves], first: int, last: int
+    ) -> _RangeResult:
+        partial: dict[int, _Leaves] = {}
+        finished: list[int] = []
+        for blocks in self.blocks.values():
+            lo = max(0, bisect.bisect_right(self.starts[blocks[0].signer], first) - 1)
+            for block in blocks[lo:]:
+                if block.first_seq > last:
+                    break
+                if block.last_seq < first:
+                    continue
+                leaves = found.get(block.block_no, _Leaves())
+                if block.first_seq >= first and block.last_seq <= last:
+                    failure = _finish_block(block, leaves)
+                    if failure is not None:
+                        report.add(failure)
+                    finished.append(block.block_no)
+                else:
+                    partial[block.block_no] = leaves
+        return _RangeResult(report, partial, finished)
+
+
+# ---- worker processes -------------------------------------------------------------
+
+_worker: tuple[_RangeAuditor, SqlStore] | None = None
+
+
+def _init_worker(
+    reopen: Callable[[], SqlStore],
+    blocks: Mapping[str, list[_Block]],
+    hash_fn: HashFn,
+    keys_fn: ItemKeysFn,
+    strict: bool,
+) -> None:
+    global _worker
+    store = reopen()
+    _worker = (_RangeAuditor(store, blocks, hash_fn, keys_fn, strict), store)
+
+
+def _run_range(span: tuple[int, int]) -> _RangeResult:
+    assert _worker is not None
+    auditor, store = _worker
+    with store.snapshot():
+        return auditor.run(*span)
+
+
+def _picklable(*objects: Any) -> bool:
+    try:
+        pickle.dumps(objects)
+    except Exception:  # any reason it cannot travel to a worker
+        return False
+    return True
+
+
+# ---- the audit ----------------------------------------------------------------------
 
 
 class _Auditor:
@@ -233,46 +439,47 @@ class _Auditor:
         self.trusted_keys = trusted_keys
         self.report = AuditReport()
 
-    def fail(
-        self,
-        seq: int,
-        event_id: str | None,
-        reason: str,
-        block: BlockRow | None = None,
-    ) -> None:
-        if len(self.report.failures) < MAX_FAILURES:
-            span = None if block is None else (block.first_seq, block.last_seq)
-            self.report.failures.append(Failure(seq, event_id, reason, span))
-
-    def fail_block(self, block: BlockRow, seq: int, event_id: str | None, reason: str) -> None:
-        self.fail(seq, event_id, reason, block)
-
-    # ---- blocks ----------------------------------------------------------------------
-
-    def check_block_headers(self) -> dict[str, _SignerBlocks]:
-        blocks = self.store.blocks()
-        self.report.blocks = len(blocks)
+    def check_block_headers(self) -> dict[str, list[_Block]]:
+        stored = self.store.blocks()
+        self.report.blocks = len(stored)
         registered = self.store.public_keys()
-        per_signer: dict[str, _SignerBlocks] = {}
-        for block in blocks:
-            per_signer.setdefault(block.signer, _SignerBlocks([])).blocks.append(block)
-            self.check_signature(block, registered)
-        for signer, sb in per_signer.items():
-            sb.blocks.sort(key=lambda b: b.first_seq)
+        per_signer: dict[str, list[_Block]] = {}
+        for row in stored:
+            self.check_signature(row, registered)
+            per_signer.setdefault(row.signer, []).append(
+                _Block(
+                    row.block_no,
+                    row.signer,
+                    row.first_seq,
+                    row.last_seq,
+                    row.leaf_count,
+                    row.root,
+                    row.head_chain,
+                    _sha256(row.tree).digest(),
+                )
+            )
+        for signer, blocks in per_signer.items():
+            blocks.sort(key=lambda b: (b.first_seq, b.last_seq))
             previous = 0
-            for block in sb.blocks:
+            for block in blocks:
                 if block.first_seq > block.last_seq or block.first_seq <= previous:
-                    self.fail_block(
-                        block,
-                        block.first_seq,
-                        None,
-                        f"block {block.block_no} of {signer!r} overlaps or runs backwards "
-                        f"(seq {block.first_seq}–{block.last_seq} after {previous})",
+                    self.report.add(
+                        _block_failure(
+                            block,
+                            block.first_seq,
+                            f"block {block.block_no} of {signer!r} overlaps or runs backwards "
+                            f"(seq {block.first_seq}–{block.last_seq} after {previous})",
+                        )
                     )
                 previous = max(previous, block.last_seq)
         return per_signer
 
     def check_signature(self, block: BlockRow, registered: dict[str, tuple[str, bytes]]) -> None:
+        def fail(reason: str) -> None:
+            self.report.add(
+                Failure(block.first_seq, None, reason, (block.first_seq, block.last_seq))
+            )
+
         raw: bytes | None
         if self.trusted_keys is not None:
             raw = self.trusted_keys.get(block.key_id)
@@ -280,28 +487,21 @@ class _Auditor:
         else:
             org, raw = registered.get(block.key_id, (None, None))
         if raw is None:
-            self.fail_block(
-                block, block.first_seq, None, f"block {block.block_no}: unknown key {block.key_id}"
-            )
+            fail(f"block {block.block_no}: unknown key {block.key_id}")
             return
         if org != block.signer:
-            self.fail_block(
-                block,
-                block.first_seq,
-                None,
+            fail(
                 f"block {block.block_no}: key {block.key_id} belongs to {org!r}, "
-                f"not the block's signer {block.signer!r}",
+                f"not the block's signer {block.signer!r}"
             )
             return
         try:
             public = load_public(raw)
         except KeyStoreError as exc:
-            self.fail_block(block, block.first_seq, None, f"block {block.block_no}: {exc}")
+            fail(f"block {block.block_no}: {exc}")
             return
         if key_id(raw) != block.key_id:
-            self.fail_block(
-                block, block.first_seq, None, f"block {block.block_no}: key ID does not match key"
-            )
+            fail(f"block {block.block_no}: key ID does not match key")
             return
         header = BlockHeader(
             block.block_no,
@@ -314,176 +514,64 @@ class _Auditor:
             block.head_chain,
         )
         if not verify_signature(public, block.signature, header.statement()):
-            self.fail_block(
-                block,
-                block.first_seq,
-                None,
-                f"block {block.block_no}: signature by {block.signer!r} does not verify",
-            )
+            fail(f"block {block.block_no}: signature by {block.signer!r} does not verify")
 
-    def finish_block(self, sb: _SignerBlocks) -> None:
-        block = sb.blocks[sb.index]
-        first = sb.first_seen if sb.first_seen is not None else block.first_seq
-        if len(sb.leaves) != block.leaf_count:
-            self.fail_block(
-                block,
-                first,
-                None,
-                f"block {block.block_no} signs {block.leaf_count} events of {block.signer!r} "
-                f"but {len(sb.leaves)} are stored in seq {block.first_seq}–{block.last_seq}",
+    def run(self, workers: int, range_size: int) -> AuditReport:
+        blocks = self.check_block_headers()
+        last = self.store.max_seq()
+        for table, seq, what in self.store.rows_outside(last):
+            where = "an event" if table == "events" else f"item index row for {what!r}"
+            self.report.add(Failure(seq, None, f"{where} at seq {seq}, outside 1–{last}"))
+        signed_up_to = max((b.last_seq for bs in blocks.values() for b in bs), default=0)
+        if signed_up_to > last:
+            self.report.add(
+                Failure(
+                    last + 1,
+                    None,
+                    f"missing: seq {last + 1}–{signed_up_to} deleted (signed blocks cover "
+                    f"events up to seq {signed_up_to})",
+                )
             )
-        elif not sb.leaves or (levels := merkle.tree_levels(sb.leaves))[-1][0] != block.root:
-            self.fail_block(
-                block,
-                first,
-                None,
-                f"block {block.block_no}: Merkle root of its stored events does not match "
-                "the signed root (an event in the block was changed)",
-            )
-        elif sb.first_seen != block.first_seq or sb.last_seen != block.last_seq:
-            self.fail_block(
-                block, first, None, f"block {block.block_no}: first/last event seq differ"
-            )
-        elif b"".join(node for level in levels for node in level) != block.tree:
-            self.fail_block(
-                block,
-                first,
-                None,
-                f"block {block.block_no}: its stored Merkle tree (used for proofs) differs "
-                "from the tree of its events",
-            )
-        elif sb.head_chain != block.head_chain:
-            self.fail_block(
-                block,
-                block.last_seq,
-                None,
-                f"block {block.block_no}: chain value at seq {block.last_seq} differs from "
-                "the signed head (events before it were rewritten)",
-            )
-        sb.index += 1
-        sb.leaves = []
-        sb.first_seen = sb.last_seen = None
-        sb.head_chain = None
-
-    # ---- events ----------------------------------------------------------------------
-
-    def run(self, workers: int) -> AuditReport:
-        per_signer = self.check_block_headers()
-        index_rows = _Peek(self.store.iter_item_events())
-        item_rows = _Peek(self.store.iter_items())
-        self._chain = GENESIS
-        self._expected_seq = 1
-        for chunk, examined in _examined_chunks(
-            self.store.iter_events(), self.hash_fn, self.item_keys_fn, workers
-        ):
-            for row, result in zip(chunk, examined, strict=True):
-                self.check_event(row, result, per_signer, index_rows, item_rows)
-        for sb in per_signer.values():
-            while sb.index < len(sb.blocks):
-                self.finish_block(sb)
-        self.finish_index(index_rows, item_rows)
+        spans = [(a, min(a + range_size - 1, last)) for a in range(1, last + 1, range_size)]
+        partial: dict[int, _Leaves] = {}
+        finished: set[int] = set()
+        for result in self._range_results(spans, blocks, workers):
+            self.merge(result.report)
+            finished.update(result.finished)
+            for block_no, leaves in result.partial.items():
+                partial.setdefault(block_no, _Leaves()).extend(leaves)
+        for signer_blocks in blocks.values():
+            for block in signer_blocks:
+                if block.block_no not in finished:
+                    failure = _finish_block(block, partial.get(block.block_no, _Leaves()))
+                    if failure is not None:
+                        self.report.add(failure)
         return self.report
 
-    def check_event(
-        self,
-        row: EventRow,
-        examined: _Examined,
-        per_signer: dict[str, _SignerBlocks],
-        index_rows: _Peek,
-        item_rows: _Peek,
-    ) -> None:
-        seq, event_id, _, signer, stored_chain = row
-        recomputed, error, keys, state, leaf = examined
+    def _range_results(
+        self, spans: list[tuple[int, int]], blocks: dict[str, list[_Block]], workers: int
+    ) -> Iterator[_RangeResult]:
+        reopen = self.store.reopener()
+        args = (blocks, self.hash_fn, self.item_keys_fn, self.strict)
+        if workers <= 0 or len(spans) < 2 or reopen is None or not _picklable(reopen, *args):
+            auditor = _RangeAuditor(self.store, *args)
+            for span in spans:
+                yield auditor.run(*span)
+            return
+        # fork is quick and needs no importable __main__, but is unsafe once the caller
+        # has threads (an API server, an MQTT loop): then spawn.
+        method = "fork" if threading.active_count() == 1 else "spawn"
+        ctx = multiprocessing.get_context(method)
+        with ctx.Pool(min(workers, len(spans)), _init_worker, (reopen, *args)) as pool:
+            yield from pool.imap(_run_range, spans)
+
+    def merge(self, part: AuditReport) -> None:
         report = self.report
-        report.events += 1
-        if seq != self._expected_seq:
-            self.fail(
-                self._expected_seq,
-                None,
-                f"missing: seq {self._expected_seq}–{seq - 1} deleted (next stored is {seq})",
-            )
-        self._expected_seq = seq + 1
-        if error is not None:
-            self.fail(seq, event_id, error)
-        elif recomputed != event_id:
-            self.fail(seq, event_id, f"event hash of the stored JSON is {recomputed}")
-        # next_chain(self._chain, event_id), inlined
-        chain = self._chain = _sha256(self._chain + event_id.encode("utf-8")).digest()
-        if chain != stored_chain:
-            self.fail(
-                seq,
-                event_id,
-                "chain value differs (events before it deleted, "
-                "inserted or reordered, or this one changed)",
-            )
-        self.check_index(seq, event_id, state, keys, index_rows, item_rows)
-        sb = per_signer.get(signer)
-        if sb is not None:
-            while sb.index < len(sb.blocks) and sb.blocks[sb.index].last_seq < seq:
-                self.finish_block(sb)
-        if sb is None or sb.index >= len(sb.blocks):
-            report.unsealed += 1
-            if self.strict:
-                self.fail(seq, event_id, f"not in any signed block of {signer!r}")
-            return
-        block = sb.blocks[sb.index]
-        if seq < block.first_seq:
-            self.fail(seq, event_id, f"event of {signer!r} between its signed blocks")
-            return
-        sb.leaves.append(leaf if leaf is not None else merkle.leaf_hash(leaf_data(seq, event_id)))
-        if sb.first_seen is None:
-            sb.first_seen = seq
-        sb.last_seen = seq
-        if seq == block.last_seq:
-            sb.head_chain = chain
-            self.finish_block(sb)
-
-    def check_index(
-        self,
-        seq: int,
-        event_id: str,
-        state: str | None,
-        keys: list[str] | None,
-        index_rows: _Peek,
-        item_rows: _Peek,
-    ) -> None:
-        head = index_rows.head
-        while head is not None and head[0] < seq:
-            self.fail(head[0], None, f"item index names {head[1]!r} at a missing event")
-            head = index_rows.advance()
-        indexed = []
-        while head is not None and head[0] == seq:
-            indexed.append(head[1])
-            head = index_rows.advance()
-        if keys is not None and indexed != keys:
-            self.fail(seq, event_id, f"item index lists {indexed} but the event names {keys}")
-        head = item_rows.head
-        while head is not None and head[0] < seq:
-            self.fail(head[0], None, f"item {head[1]!r} points at a missing event")
-            head = item_rows.advance()
-        while head is not None and head[0] == seq:
-            _, item, stored_state = head
-            self.report.items += 1
-            if keys is not None and item not in keys:
-                self.fail(seq, event_id, f"item {item!r} points at an event that does not name it")
-            elif keys is not None and state != stored_state:
-                self.fail(seq, event_id, f"current state of item {item!r} was changed")
-            head = item_rows.advance()
-
-    def finish_index(self, index_rows: _Peek, item_rows: _Peek) -> None:
-        while index_rows.head is not None:
-            orphan = index_rows.pop()
-            self.fail(orphan[0], None, f"item index names {orphan[1]!r} at a missing event")
-        while item_rows.head is not None:
-            orphan = item_rows.pop()
-            self.fail(orphan[0], None, f"item {orphan[1]!r} points at a missing event")
-        for item, last_seq, latest in item_index_mismatches(self.store):
-            self.fail(
-                latest if last_seq is None else last_seq,
-                None,
-                f"item {item!r}: current state is from seq {last_seq}, "
-                f"its latest event is {latest}",
-            )
+        report.events += part.events
+        report.index_rows += part.index_rows
+        report.unsealed += part.unsealed
+        for failure in part.failures:
+            report.add(failure)
 
 
 def audit(
@@ -494,19 +582,27 @@ def audit(
     strict: bool = False,
     trusted_keys: Mapping[str, bytes] | None = None,
     workers: int | None = None,
+    range_size: int = RANGE_SIZE,
 ) -> AuditReport:
     """Audit the whole ledger. ``trusted_keys`` (key ID → raw public key) pins the keys
     instead of trusting the ``org_keys`` table; ``strict`` fails on unsealed events.
 
-    ``workers`` processes re-hash events in parallel (default: one per CPU when the
-    ledger holds at least 20,000 events, else none); the verdict is the same either way.
+    ``workers`` processes audit seq ranges in parallel, each on its own connection
+    (default: one per CPU when the ledger holds at least PARALLEL_FROM events, else
+    none); the verdict is the same either way. Workers need a database other processes
+    can open and picklable hash and item-key functions; otherwise the audit runs here.
+    ``range_size`` events make one unit of work.
     """
+    if range_size < 1:
+        raise ValueError(f"range_size must be ≥ 1, got {range_size}")
     try:
         with store.snapshot():
             if workers is None:
-                many = store.event_count() >= PARALLEL_FROM
+                many = store.max_seq() >= PARALLEL_FROM
                 workers = (os.cpu_count() or 1) if many else 0
-            return _Auditor(store, hash_fn, item_keys_fn, strict, trusted_keys).run(workers)
+            return _Auditor(store, hash_fn, item_keys_fn, strict, trusted_keys).run(
+                workers, range_size
+            )
     except StoreError as exc:
         report = AuditReport()
         report.failures.append(Failure(0, None, f"cannot read the ledger: {exc}"))

@@ -23,14 +23,13 @@ ItemKeysFn = Callable[[Mapping[str, Any]], list[str]]
 
 DEFAULT_BLOCK_SIZE = 256
 MAX_BATCH = 100_000
-#: Event fields copied into an item's current state.
+#: Event fields that make up an item's current state.
 STATE_FIELDS = ("type", "eventTime", "action", "bizStep", "disposition", "readPoint", "bizLocation")
 _ITEM_LIST_FIELDS = ("epcList", "childEPCs", "inputEPCList", "outputEPCList")
 
 
 # Built once: json.dumps with options builds a new encoder on every call.
 _EVENT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_STATE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 def _one_shot_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str]:
@@ -68,7 +67,6 @@ def _one_shot_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str]:
 
 
 _encode_event = _one_shot_encoder(_EVENT_JSON)
-_encode_state = _one_shot_encoder(_STATE_JSON)
 
 
 class LedgerError(ValueError):
@@ -111,12 +109,12 @@ def item_keys(event: Mapping[str, Any]) -> list[str]:
     return sorted(set(keys))
 
 
-def derive_state(event: Mapping[str, Any], seq: int, event_id: str) -> str:
-    """An item's current-state JSON after ``event`` (canonical: sorted keys, compact)."""
+def state_of(event: Mapping[str, Any], seq: int, event_id: str) -> dict[str, Any]:
+    """An item's current state after ``event``: its STATE_FIELDS plus seq and eventID."""
     state: dict[str, Any] = {k: event[k] for k in STATE_FIELDS if k in event}
     state["seq"] = seq
     state["eventID"] = event_id
-    return _encode_state(state)
+    return state
 
 
 def _canonical_json(event: Mapping[str, Any], index: int) -> str:
@@ -230,7 +228,7 @@ class Ledger:
             raise LedgerError("append_batch wants a sequence of event objects")
         if len(events) > MAX_BATCH:
             raise LedgerError(f"batch of {len(events)} events; at most {MAX_BATCH} per batch")
-        prepared: list[tuple[str, str, list[str], Mapping[str, Any]]] = []
+        prepared: list[tuple[str, str, list[str]]] = []
         hash_fn = self.event_hash
         for index, event in enumerate(events):
             if not isinstance(event, Mapping):
@@ -244,7 +242,7 @@ class Ledger:
                 keys = self.item_keys_fn(event)
             except LedgerError as exc:
                 raise LedgerError(f"event {index}: {exc}") from exc
-            prepared.append((event_id, text, keys, event))
+            prepared.append((event_id, text, keys))
         if not prepared:
             return []
         with self.store.write() as tx:
@@ -252,22 +250,17 @@ class Ledger:
             seq, chain = head if head is not None else (0, GENESIS)
             rows = []
             index_rows: list[tuple[str, int]] = []
-            states: dict[str, tuple[str, int, str]] = {}
             result = []
             sha256 = hashlib.sha256
-            for event_id, text, keys, event in prepared:
+            for event_id, text, keys in prepared:
                 seq += 1
                 chain = sha256(chain + event_id.encode()).digest()  # chain.next_chain, inlined
                 rows.append((seq, event_id, text, signer, chain))
-                if keys:
-                    state = derive_state(event, seq, event_id)
-                    for key in keys:
-                        index_rows.append((key, seq))
-                        states[key] = (key, seq, state)
+                for key in keys:
+                    index_rows.append((key, seq))
                 result.append(Appended(seq, event_id))
             tx.insert_events(rows)
             tx.insert_item_events(index_rows)
-            tx.upsert_items(list(states.values()))
             self._seal_locked(signer, full_only=True)
         return result
 
@@ -329,13 +322,15 @@ class Ledger:
     # ---- reading ---------------------------------------------------------------------
 
     def item_state(self, item_key: str) -> ItemState | None:
-        """The item's current state (O(1): one primary-key lookup), or None if unknown."""
+        """The item's current state, from its latest event (one index seek and one
+        primary-key read, whatever the ledger's size), or None if unknown."""
         if not isinstance(item_key, str) or not item_key:
             raise LedgerError(f"item key must be a non-empty string, got {item_key!r:.80}")
         row = self.store.item_state(item_key)
         if row is None:
             return None
-        return ItemState(item_key, row[0], json.loads(row[1]))
+        seq, event_id, text = row
+        return ItemState(item_key, seq, state_of(json.loads(text), seq, event_id))
 
     def history(self, item_key: str) -> list[LedgerEvent]:
         """The item's events, oldest first."""
@@ -352,9 +347,10 @@ class Ledger:
         strict: bool = False,
         trusted_keys: Mapping[str, bytes] | None = None,
         workers: int | None = None,
+        range_size: int | None = None,
     ) -> AuditReport:
         """Recompute everything; see :func:`gateway.ledger.audit.audit`."""
-        from gateway.ledger.audit import audit
+        from gateway.ledger.audit import RANGE_SIZE, audit
 
         return audit(
             self.store,
@@ -363,6 +359,7 @@ class Ledger:
             strict=strict,
             trusted_keys=trusted_keys,
             workers=workers,
+            range_size=range_size or RANGE_SIZE,
         )
 
     def prove(self, item_key: str) -> dict[str, Any]:
@@ -389,6 +386,6 @@ __all__ = [
     "LedgerError",
     "LedgerEvent",
     "StoreError",
-    "derive_state",
     "item_keys",
+    "state_of",
 ]

@@ -7,8 +7,9 @@ taken before the head of the chain is read, so concurrent workers keep the chain
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from itertools import count
 from typing import Any
 
@@ -32,14 +33,19 @@ class PostgresStore(SqlStore):
     blob_type = "BYTEA"
     int_type = "BIGINT"
 
-    def __init__(self, url: str, connect_timeout_s: int = 10) -> None:
+    def __init__(self, url: str, connect_timeout_s: int = 10, *, create: bool = True) -> None:
         self._url = url
+        self._connect_timeout_s = connect_timeout_s
         try:
             self._conn = psycopg.connect(url, connect_timeout=connect_timeout_s, autocommit=True)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {_redact(url)}: {exc}") from exc
         self._in_tx = False
-        self.initialize()
+        if create:
+            self.initialize()
+
+    def reopener(self) -> Callable[[], PostgresStore]:
+        return partial(PostgresStore, self._url, self._connect_timeout_s, create=False)
 
     @property
     def url(self) -> str:
@@ -88,26 +94,14 @@ class PostgresStore(SqlStore):
         except psycopg.Error as exc:
             raise StoreError(f"{self.url}: {exc}") from exc
 
-    # COPY and one array-valued statement instead of a statement per row: several times
-    # faster for batches (a plain INSERT per row costs a round trip's worth of work each).
+    # COPY instead of a statement per row: several times faster for batches (a plain
+    # INSERT per row costs a round trip's worth of work each).
 
     def insert_events(self, rows: Sequence[EventRow]) -> None:
         self._copy("events", "seq, event_id, event_json, signer, chain", rows)
 
     def insert_item_events(self, rows: Sequence[tuple[str, int]]) -> None:
         self._copy("item_events", "item_key, seq", rows)
-
-    def upsert_items(self, rows: Sequence[tuple[str, int, str]]) -> None:
-        if not rows:
-            return
-        keys, seqs, states = zip(*rows, strict=True)
-        self._execute(
-            "INSERT INTO items (item_key, last_seq, state) "
-            "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[]) "
-            "ON CONFLICT (item_key) DO UPDATE SET last_seq = excluded.last_seq, "
-            "state = excluded.state",
-            (list(keys), list(seqs), list(states)),
-        )
 
     @contextmanager
     def _locked_transaction(self) -> Iterator[None]:

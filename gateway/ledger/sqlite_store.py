@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from gateway.ledger.store import SqlStore, StoreError
@@ -15,8 +16,9 @@ class SqliteStore(SqlStore):
 
     clustered = " WITHOUT ROWID"
 
-    def __init__(self, path: str, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, path: str, busy_timeout_s: float = 30.0, *, create: bool = True) -> None:
         self.path = path
+        self._busy_timeout_s = busy_timeout_s
         try:
             self._conn = sqlite3.connect(
                 path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False
@@ -29,7 +31,13 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open ledger database {path!r}: {exc}") from exc
         self._in_tx = False
-        self.initialize()
+        if create:
+            self.initialize()
+
+    def reopener(self) -> Callable[[], SqliteStore] | None:
+        if self.path in ("", ":memory:") or self.path.startswith("file::memory:"):
+            return None
+        return partial(SqliteStore, self.path, self._busy_timeout_s, create=False)
 
     @property
     def url(self) -> str:

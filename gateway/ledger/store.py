@@ -5,9 +5,9 @@ Tables (column types shown for SQLite; PostgreSQL uses BIGINT and BYTEA):
 - ``events(seq PK, event_id, event_json, signer, chain)``: the append-only log;
   ``chain`` is the 32-byte chain value (see chain.py). Index ``(signer, seq)`` finds
   a signer's blocks.
-- ``item_events(item_key, seq) PK``: which events name which item (history).
-- ``items(item_key PK, last_seq, state)``: an item's current state (JSON of its latest
-  event's action, bizStep, disposition…), updated in the append's transaction: O(1) lookup.
+- ``item_events(seq, item_key) PK``: which events name which item, clustered by seq (the
+  audit reads it in seq order without sorting); index ``(item_key, seq)`` serves an item's
+  history and its current state (its latest event: one index seek, whatever the size).
 - ``blocks(block_no PK, signer, key_id, first_seq, last_seq, leaf_count, root,
   head_chain, signature, sealed_at)``: sealed Merkle blocks. A block holds the events of
   ONE signer with ``first_seq ≤ seq ≤ last_seq``; a signer's blocks follow each other
@@ -23,12 +23,12 @@ linear with several writers, and commits before returning (durable before acknow
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 EventRow = tuple[int, str, str, str, bytes]
 """(seq, event_id, event_json, signer, chain)."""
@@ -136,10 +136,9 @@ class SqlStore(abc.ABC):
             f"CREATE TABLE IF NOT EXISTS events (seq {i} PRIMARY KEY, event_id TEXT NOT NULL, "
             f"event_json TEXT NOT NULL, signer TEXT NOT NULL, chain {b} NOT NULL)",
             "CREATE INDEX IF NOT EXISTS events_signer_seq ON events (signer, seq)",
-            f"CREATE TABLE IF NOT EXISTS item_events (item_key TEXT NOT NULL, seq {i} NOT NULL, "
-            f"PRIMARY KEY (item_key, seq)){self.clustered}",
-            f"CREATE TABLE IF NOT EXISTS items (item_key TEXT PRIMARY KEY, last_seq {i} NOT NULL, "
-            "state TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS item_events (seq {i} NOT NULL, item_key TEXT NOT NULL, "
+            f"PRIMARY KEY (seq, item_key)){self.clustered}",
+            "CREATE INDEX IF NOT EXISTS item_events_key_seq ON item_events (item_key, seq)",
             f"CREATE TABLE IF NOT EXISTS blocks (block_no {i} PRIMARY KEY, signer TEXT NOT NULL, "
             f"key_id TEXT NOT NULL, first_seq {i} NOT NULL, last_seq {i} NOT NULL, "
             f"leaf_count {i} NOT NULL, root {b} NOT NULL, head_chain {b} NOT NULL, "
@@ -192,17 +191,6 @@ class SqlStore(abc.ABC):
     def insert_item_events(self, rows: Sequence[tuple[str, int]]) -> None:
         """Index rows (item_key, seq)."""
         self._executemany(self._q("INSERT INTO item_events (item_key, seq) VALUES (?, ?)"), rows)
-
-    def upsert_items(self, rows: Sequence[tuple[str, int, str]]) -> None:
-        """Current state rows (item_key, last_seq, state JSON); one row per item."""
-        self._executemany(
-            self._q(
-                "INSERT INTO items (item_key, last_seq, state) VALUES (?, ?, ?) "
-                "ON CONFLICT (item_key) DO UPDATE SET last_seq = excluded.last_seq, "
-                "state = excluded.state"
-            ),
-            rows,
-        )
 
     def last_block_of(self, signer: str) -> BlockRow | None:
         """The signer's latest sealed block."""
@@ -290,12 +278,17 @@ class SqlStore(abc.ABC):
         rows = self._execute("SELECT key_id, org, public_key FROM org_keys")
         return {str(r[0]): (str(r[1]), bytes(r[2])) for r in rows}
 
-    def item_state(self, item_key: str) -> tuple[int, str] | None:
-        """(last_seq, state JSON) of an item, or None if the ledger never saw it."""
+    def item_state(self, item_key: str) -> tuple[int, str, str] | None:
+        """(seq, event_id, event JSON) of the item's latest event, or None if never seen."""
         rows = self._execute(
-            self._q("SELECT last_seq, state FROM items WHERE item_key = ?"), (item_key,)
+            self._q(
+                "SELECT e.seq, e.event_id, e.event_json FROM item_events i "
+                "JOIN events e ON e.seq = i.seq WHERE i.item_key = ? "
+                "ORDER BY i.seq DESC LIMIT 1"
+            ),
+            (item_key,),
         )
-        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+        return (int(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
 
     def item_history(self, item_key: str) -> list[EventRow]:
         """The item's events, oldest first."""
@@ -375,10 +368,6 @@ class SqlStore(abc.ABC):
         """Number of stored events."""
         return int(self._execute("SELECT COUNT(*) FROM events")[0][0])
 
-    def item_count(self) -> int:
-        """Number of items with a current state."""
-        return int(self._execute("SELECT COUNT(*) FROM items")[0][0])
-
     def iter_events(self) -> Iterator[EventRow]:
         """Every event in seq order, streamed."""
         for r in self._stream(
@@ -386,17 +375,57 @@ class SqlStore(abc.ABC):
         ):
             yield int(r[0]), str(r[1]), str(r[2]), str(r[3]), bytes(r[4])
 
-    def iter_item_events(self) -> Iterator[tuple[int, str]]:
-        """Every (seq, item_key) index row, ordered by seq then key."""
-        for r in self._stream("SELECT seq, item_key FROM item_events ORDER BY seq, item_key"):
+    def max_seq(self) -> int:
+        """The highest stored seq (0 when empty)."""
+        rows = self._execute("SELECT MAX(seq) FROM events")
+        return 0 if rows[0][0] is None else int(rows[0][0])
+
+    def chain_before(self, seq: int) -> tuple[int, bytes] | None:
+        """(seq, chain) of the last stored event before ``seq``, or None."""
+        rows = self._execute(
+            self._q("SELECT seq, chain FROM events WHERE seq < ? ORDER BY seq DESC LIMIT 1"),
+            (seq,),
+        )
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def iter_events_between(self, first: int, last: int) -> Iterator[EventRow]:
+        """Events with ``first ≤ seq ≤ last`` in seq order, streamed."""
+        for r in self._stream(
+            self._q(
+                "SELECT seq, event_id, event_json, signer, chain FROM events "
+                "WHERE seq >= ? AND seq <= ? ORDER BY seq"
+            ),
+            (first, last),
+        ):
+            yield int(r[0]), str(r[1]), str(r[2]), str(r[3]), bytes(r[4])
+
+    def iter_item_events_between(self, first: int, last: int) -> Iterator[tuple[int, str]]:
+        """(seq, item_key) index rows with ``first ≤ seq ≤ last``, by seq then key."""
+        for r in self._stream(
+            self._q(
+                "SELECT seq, item_key FROM item_events WHERE seq >= ? AND seq <= ? "
+                "ORDER BY seq, item_key"
+            ),
+            (first, last),
+        ):
             yield int(r[0]), str(r[1])
 
-    def iter_items(self) -> Iterator[tuple[int, str, str]]:
-        """Every (last_seq, item_key, state) row, ordered by last_seq then key."""
-        for r in self._stream(
-            "SELECT last_seq, item_key, state FROM items ORDER BY last_seq, item_key"
-        ):
-            yield int(r[0]), str(r[1]), str(r[2])
+    def rows_outside(self, last: int, limit: int = 10) -> list[tuple[str, int, str]]:
+        """(table, seq, what) of event and index rows with a seq outside 1…``last``."""
+        rows = self._execute(
+            self._q(
+                "SELECT 'events', seq, event_id FROM events WHERE seq < 1 "
+                "UNION ALL SELECT 'item_events', seq, item_key FROM item_events "
+                "WHERE seq < 1 OR seq > ? ORDER BY 2 LIMIT ?"
+            ),
+            (last, limit),
+        )
+        return [(str(r[0]), int(r[1]), str(r[2])) for r in rows]
+
+    @abc.abstractmethod
+    def reopener(self) -> Callable[[], SqlStore] | None:
+        """A picklable callable that opens the same database again without changing it
+        (for a worker process), or None when other processes cannot reach it (in memory)."""
 
     def __enter__(self) -> SqlStore:
         return self
@@ -422,17 +451,3 @@ def open_store(url: str) -> SqlStore:
     from gateway.ledger.sqlite_store import SqliteStore
 
     return SqliteStore(url)
-
-
-def item_index_mismatches(store: SqlStore, limit: int = 10) -> list[tuple[str, int | None, int]]:
-    """(item_key, items.last_seq or None, latest seq in item_events) where they disagree."""
-    rows = store._execute(
-        store._q(
-            "SELECT x.item_key, i.last_seq, x.m FROM "
-            "(SELECT item_key, MAX(seq) AS m FROM item_events GROUP BY item_key) x "
-            "LEFT JOIN items i ON i.item_key = x.item_key "
-            "WHERE i.last_seq IS NULL OR i.last_seq <> x.m ORDER BY x.m LIMIT ?"
-        ),
-        (limit,),
-    )
-    return [(str(r[0]), None if r[1] is None else int(r[1]), int(r[2])) for r in rows]
