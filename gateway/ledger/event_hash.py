@@ -17,17 +17,24 @@ computes it, so our IDs match what other EPCIS systems compute:
    lists in its ``ignoreFields`` take no part.
 
 Pure functions without I/O. A malformed event raises ``EventHashError`` naming the fault.
+The usual event shapes take a direct path (``_shape_prehash``: bounded caches and slicing
+converters for event times and SGTIN/SSCC/SGLN EPCs); everything else, and every
+malformed event, takes the general one, which defines the result.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
+import operator
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
+
+_sha256 = hashlib.sha256
 
 __all__ = [
     "DEFAULT_NAMESPACES",
@@ -207,6 +214,26 @@ def event_prehash(
     own ``@context``, if any, is read too. ``ignore`` names further properties to leave
     out (CURIEs or ``{namespace}localName``), as a document's ``ignoreFields`` does.
     """
+    return _prehash(event, context, ignore, True)
+
+
+def _general_prehash(
+    event: Mapping[str, Any],
+    context: Mapping[str, str] | None = None,
+    *,
+    ignore: Collection[str] = (),
+) -> str:
+    """event_prehash without the common-shape path (_shape_prehash): the per-property
+    renderings and caches alone (the tests compare the two)."""
+    return _prehash(event, context, ignore, False)
+
+
+def _prehash(
+    event: Mapping[str, Any],
+    context: Mapping[str, str] | None,
+    ignore: Collection[str],
+    shape: bool,
+) -> str:
     if type(event) is not dict and not isinstance(event, Mapping):
         raise EventHashError(f"an event must be a JSON object, not {type(event).__name__}")
     event_type = event.get("type")
@@ -219,6 +246,10 @@ def event_prehash(
     if not ignore and namespaces is not DEFAULT_NAMESPACES and namespaces == DEFAULT_NAMESPACES:
         namespaces = DEFAULT_NAMESPACES  # the same namespaces: the cached renderings apply
     ignored = {_expand_key(name, namespaces) for name in ignore} if ignore else ()
+    if shape and namespaces is DEFAULT_NAMESPACES and not ignored and type(event) is dict:
+        text = _shape_prehash(event)
+        if text is not None:
+            return text
     # Each top-level property renders on its own: the common shapes directly (fast), the
     # rest through the general tree walk of _tree_prehash, which defines the result.
     ordered = [""] * len(_PROP_ORDER)
@@ -410,7 +441,14 @@ def event_hash(
     ignore: Collection[str] = (),
 ) -> str:
     """The CBV 2.0 event hash ID ``ni:///sha-256;<hex>?ver=CBV2.0`` of one event."""
-    return hash_prehash(event_prehash(event, context, ignore=ignore))
+    if context is None and not ignore and type(event) is dict and "@context" not in event:
+        # the ledger's call: the common shape directly, else the general path
+        prehash = _shape_prehash(event)
+        if prehash is None:
+            prehash = _prehash(event, None, (), False)
+    else:
+        prehash = _prehash(event, context, ignore, True)
+    return "ni:///sha-256;" + _sha256(prehash.encode()).hexdigest() + "?ver=CBV2.0"
 
 
 def hash_prehash(prehash: str) -> str:
@@ -706,6 +744,10 @@ def _fast_scalar(key: str, value: Any, ns: Mapping[str, str]) -> str | None:
 
 def _fast_event_time(key: str, value: Any, ns: Mapping[str, str]) -> str:
     """eventTime, which must be an ISO 8601 date-time: the hash rests on it."""
+    if type(value) is str:
+        utc = _fast_utc(value)
+        if utc is not None:
+            return key + "=" + utc
     if type(value) is str and len(value) == 32 and value[19] == ".":
         # the usual shape, microseconds and an offset ("…T20:26:37.176058+00:00"): UTC
         # up to the second from a cache, then the milliseconds as _utc_or_none rounds them
@@ -727,15 +769,13 @@ def _fast_epcs(key: str, value: Any, ns: Mapping[str, str]) -> str | None:
     if type(value) is not list:
         return None
     epcs = []
-    plain = "urn" not in ns  # then a plain SGTIN is no CURIE: its Digital Link directly
+    plain = "urn" not in ns  # then an EPC URI is no CURIE: _fast_epc may convert it
     for element in value:
         if type(element) is not str:
             return None
-        sgtin = _SIMPLE_SGTIN.fullmatch(element) if plain else None
-        if sgtin is not None and len(sgtin[1]) + len(sgtin[2]) == 13:
-            epcs.append(f"epc={_DL}01/{_gtin(sgtin[1], sgtin[2])}/21/{sgtin[3]}")
-            continue
-        text = _str_text(element, None, ns)
+        text = _fast_epc(element) if plain else None
+        if text is None:
+            text = _str_text(element, None, ns)
         if text:
             epcs.append("epc=" + text)
     epcs.sort()
@@ -1142,4 +1182,440 @@ def gs1_digital_link(uri: str) -> str | None:
         return _epc_to_dl(uri)
     if uri.startswith(("http://", "https://")):
         return _canonical_dl(uri)
+    return None
+
+
+# --------------------------------------------------------------------------- common shape
+# The whole event in one pass when every property has a shape the ledger's events use
+# (Z or ±HH:00 event times, SGTIN / SSCC / SGLN EPCs, scalar properties, places, one-link
+# business transactions): per property a bounded cache of its rendering, and direct
+# converters for what is unique per event (eventTime, the EPCs). Anything else returns
+# None and the event takes the per-property path of _prehash, which defines the result.
+
+_ORDER_SLOTS = len(_PROP_ORDER)
+_CACHE_MAX = 4096
+
+
+_Kept = TypeVar("_Kept")
+
+
+def _remember(cache: dict[Any, _Kept], key: Any, value: _Kept, limit: int = _CACHE_MAX) -> _Kept:
+    """cache[key] = value, emptying the cache first when it holds ``limit`` entries."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+#: (key, place id) / (key, link type, link target) / (key, value, type) -> _Rendered.
+_PLACE_RENDERED: dict[tuple[str, str], _Rendered] = {}
+_LINK_RENDERED: dict[tuple[str, str, str], _Rendered] = {}
+_SCALAR_RENDERED: dict[tuple[Any, Any, type], _Rendered] = {}
+
+
+def _shape_prehash(event: dict[Any, Any]) -> str | None:
+    """event_prehash under DEFAULT_NAMESPACES with nothing ignored, for the common shape;
+    None for anything else (including every malformed event).
+
+    Events of one key tuple share a plan; of those, events whose ordered properties other
+    than eventTime and epcList (and whose places and business transactions) are the same
+    share their texts (_STATIC), so an event costs its eventTime, its EPCs and its
+    extensions (each from a bounded cache). Other events render property by property."""
+    keys = tuple(event)
+    plan: Any = _PLANS.get(keys)
+    if plan is None:
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        plan = _PLANS[keys] = _plan(keys)
+    if not plan:
+        parts = _shape_parts(event)
+        if parts is None:
+            return None
+        event_type, ordered, rest = parts
+        rest.sort()
+        return "eventType=" + event_type + "".join(ordered) + "".join(rest)
+    number, scalars, places, links, extensions, static_keys = plan
+    # the static key: what the properties other than eventTime, epcList and the
+    # extensions render from (see _STATIC)
+    values = scalars(event)
+    kinds = tuple(map(type, values))
+    if not _SCALAR_KINDS.issuperset(kinds):
+        return None
+    static_key: tuple[Any, ...] = (number, values, kinds)
+    for name in places:
+        place = event[name]
+        if type(place) is not dict or len(place) != 1:
+            return None
+        place_id = place.get("id")
+        if type(place_id) is not str:
+            return None
+        static_key += (place_id,)
+    for name in links:
+        value = event[name]
+        if type(value) is not list or len(value) != 1:
+            return None
+        link = value[0]
+        if type(link) is not dict or len(link) != 2:
+            return None
+        link_type = link.get("type")
+        target = link.get(_LINK_LISTS[name])
+        if type(link_type) is not str or type(target) is not str:
+            return None
+        static_key += (link_type, target)
+    static = _STATIC.get(static_key)
+    if static is None:
+        parts = _shape_parts({key: event[key] for key in static_keys})
+        if parts is None:
+            return None
+        event_type, ordered, rest = parts
+        rest.sort()
+        static = (
+            "eventType=" + event_type + "eventTime=",
+            ordered[1] + ordered[2],
+            "".join(ordered[4:]) + ("" if extensions else "".join(rest)),
+            tuple(rest),
+        )
+        _remember(_STATIC, static_key, static, _STATIC_MAX)
+    event_time = event["eventTime"]
+    epcs = event["epcList"]
+    if type(event_time) is not str or type(epcs) is not list:
+        return None
+    utc = _fast_utc(event_time)
+    if utc is None:
+        return None
+    epc_text = _shape_epcs(epcs)
+    if epc_text is None:
+        return None
+    text = static[0] + utc + static[1] + epc_text + static[2]
+    if not extensions:
+        return text
+    extras = list(static[3])
+    for key in extensions:
+        value = event[key]
+        kind = type(value)
+        if kind is str:
+            rendered = _STR_RENDERED.get((key, value)) or _cached_str(key, value)
+        elif kind in _SCALAR_KINDS:
+            scalar_key = (key, value, kind)
+            rendered = _SCALAR_RENDERED.get(scalar_key) or _remember(
+                _SCALAR_RENDERED, scalar_key, _render_top(key, value, DEFAULT_NAMESPACES, ())
+            )
+        else:
+            listed = _cached_render(key, value)
+            if listed is None:
+                return None
+            rendered = listed
+        if rendered[2]:
+            extras += rendered[2]
+    extras.sort()
+    return text + "".join(extras)
+
+
+#: A plan for the events of one key tuple: (its number, a getter of the values of type
+#: and its other ordered scalar properties, its place properties, its link-list
+#: properties, its extension (and other unordered) properties, the keys its static
+#: texts render from); False: no plan.
+_Plan = tuple[
+    int,
+    Callable[[Any], tuple[Any, ...]],
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[str, ...],
+]
+_PLANS: dict[tuple[Any, ...], Any] = {}  # key tuple -> its _Plan, or False
+_PLANS_MAX = 256
+_PLAN_NUMBERS = itertools.count()
+#: (plan number, scalar values, their types, place ids, link types and targets) -> the
+#: texts before the eventTime value, between it and the EPCs, after the EPCs, and the
+#: sorted texts that the extensions' texts join.
+_STATIC: dict[tuple[Any, ...], tuple[str, str, str, tuple[str, ...]]] = {}
+_STATIC_MAX = 1024  # (entries of about a kilobyte: their texts)
+_SCALAR_KINDS = frozenset({str, int, float, bool, _NONE_TYPE})
+
+
+def _plan(keys: tuple[Any, ...]) -> _Plan | bool:
+    """The plan of events with these keys; False when they have no type, eventTime or
+    epcList, or a key that is not a string."""
+    if "type" not in keys or "eventTime" not in keys or "epcList" not in keys:
+        return False
+    scalars: list[str] = ["type"]
+    places: list[str] = []
+    links: list[str] = []
+    extensions: list[str] = []
+    for key in keys:
+        if type(key) is not str:
+            return False
+        if key in ("type", "eventTime", "epcList") or key.startswith("@"):
+            continue
+        spec = _TOP_SPEC.get(key)
+        if spec is _SKIP:
+            continue  # eventID, recordTime…: whatever their value, no part of the hash
+        if key in _PLACES:
+            places.append(key)
+        elif key in _LINK_LISTS:
+            links.append(key)
+        elif spec is not None:
+            scalars.append(key)
+        else:
+            extensions.append(key)
+    # (of one key, itemgetter would give the value, not a 1-tuple)
+    getter = (
+        operator.itemgetter(*scalars) if len(scalars) > 1 else operator.itemgetter("type", "type")
+    )
+    static_keys = (*scalars, *places, *links)
+    return (
+        next(_PLAN_NUMBERS),
+        getter,
+        tuple(places),
+        tuple(links),
+        tuple(extensions),
+        static_keys,
+    )
+
+
+def _shape_parts(event: dict[Any, Any]) -> tuple[str, list[str], list[str]] | None:
+    """The event type, the texts of the _PROP_ORDER positions and the rest (unsorted) of
+    the event, property by property from the caches; None when a property is not of the
+    common shape (or the event is malformed)."""
+    event_type = event.get("type")
+    if type(event_type) is not str:
+        return None
+    event_type = event_type.strip()
+    if not event_type:
+        return None
+    ordered = [""] * _ORDER_SLOTS
+    rest: list[str] = []
+    for key, value in event.items():
+        kind = type(value)
+        if kind is str:
+            if key == "eventTime":
+                utc = _fast_utc(value)
+                if utc is None:
+                    return None
+                ordered[0] = "eventTime=" + utc
+                continue
+            rendered = _STR_RENDERED.get((key, value))
+            if rendered is None:
+                rendered = _cached_str(key, value)
+        elif key == "eventTime":
+            return None
+        elif kind is list:
+            if key == "epcList":
+                text = _shape_epcs(value)
+                if text is None:
+                    return None
+                ordered[3] = text
+                continue
+            rendered = None
+            if len(value) == 1 and key in _LINK_LISTS:
+                link = value[0]
+                if type(link) is dict and len(link) == 2:
+                    link_type = link.get("type")
+                    target = link.get(_LINK_LISTS[key])
+                    if type(link_type) is str and type(target) is str:
+                        link_key = (key, link_type, target)
+                        rendered = _LINK_RENDERED.get(link_key)
+                        if rendered is None:
+                            rendered = _remember(
+                                _LINK_RENDERED,
+                                link_key,
+                                _render_top(key, value, DEFAULT_NAMESPACES, ()),
+                            )
+            if rendered is None:
+                rendered = _cached_render(key, value)
+                if rendered is None:
+                    return None
+        elif kind is dict:
+            rendered = None
+            if len(value) == 1 and key in _PLACES:
+                place = value.get("id")
+                if type(place) is str:
+                    place_key = (key, place)
+                    rendered = _PLACE_RENDERED.get(place_key)
+                    if rendered is None:
+                        rendered = _remember(
+                            _PLACE_RENDERED,
+                            place_key,
+                            _render_top(key, value, DEFAULT_NAMESPACES, ()),
+                        )
+            if rendered is None:
+                return None
+        elif kind in _CACHED_SCALARS:
+            scalar_key = (key, value, kind)
+            rendered = _SCALAR_RENDERED.get(scalar_key)
+            if rendered is None:
+                rendered = _remember(
+                    _SCALAR_RENDERED,
+                    scalar_key,
+                    _render_top(key, value, DEFAULT_NAMESPACES, ()),
+                )
+        else:
+            return None
+        position, text, extra = rendered
+        if position >= 0:
+            ordered[position] = text
+        if extra:
+            rest += extra
+    return event_type, ordered, rest
+
+
+def _shape_epcs(value: list[Any]) -> str | None:
+    """_fast_epcs("epcList", value) under DEFAULT_NAMESPACES."""
+    if len(value) == 1:
+        epc = value[0]
+        if type(epc) is not str:
+            return None
+        text = _fast_epc(epc)
+        if text is None:
+            text = _str_text(epc, None, DEFAULT_NAMESPACES)
+        return "epcListepc=" + text if text else ""
+    return _fast_epcs("epcList", value, DEFAULT_NAMESPACES)
+
+
+# ---- event times: "YYYY-MM-DDTHH:MM:SS(.f{1,9})?(Z|±HH:00)" by slicing
+
+_MINUTES = frozenset(f":{minute:02d}" for minute in range(60))
+#: "YYYY-MM-DDTHH" + zone -> that hour in UTC ("YYYY-MM-DDTHH"), for zones of whole hours.
+_UTC_HOURS: dict[str, str] = {}
+_ASCII_DIGITS = frozenset("0123456789")
+
+
+def _fast_utc(text: str) -> str | None:
+    """_utc_or_none(text) for the common forms of an event time; None for any other text
+    (then _utc_or_none decides)."""
+    size = len(text)
+    if text[-1:] == "Z":
+        zone = "Z"
+        end = size - 1
+    elif size >= 25 and text[-3] == ":":
+        zone = text[-6:]
+        end = size - 6
+    else:
+        return None
+    if end < 19:
+        return None
+    hour = _UTC_HOURS.get(text[:13] + zone)
+    if hour is None:
+        hour = _utc_hour(text[:13], zone)
+        if hour is None:
+            return None
+    if text[13:16] not in _MINUTES or text[16:19] not in _MINUTES:
+        return None
+    if end == 19:
+        return hour + text[13:19] + ".000Z"
+    if text[19] != ".":
+        return None
+    fraction = text[20:end]
+    if not (fraction.isdigit() and fraction.isascii()):
+        return None
+    digits = end - 20
+    if digits == 3:
+        return hour + text[13:20] + fraction + "Z"
+    if digits < 3:
+        return hour + text[13:20] + fraction.ljust(3, "0") + "Z"
+    if digits > 9:
+        return None
+    millis = round(int(fraction[:6].ljust(6, "0")), -3) // 1000
+    if millis >= 1000:
+        return None
+    return hour + text[13:20] + f"{millis:03d}Z"
+
+
+def _utc_hour(hour: str, zone: str) -> str | None:
+    """ "YYYY-MM-DDTHH" with ASCII digits (years 1000-9998) and a zone "Z" or "±HH:00" ->
+    that hour in UTC, as _utc_minute converts it (remembered); None for anything else."""
+    if len(hour) != 13 or hour[4] != "-" or hour[7] != "-" or hour[10] != "T":
+        return None
+    digits = hour[:4] + hour[5:7] + hour[8:10] + hour[11:13]
+    if not (digits.isdigit() and digits.isascii()) or not "1000" <= hour[:4] <= "9998":
+        return None
+    if zone != "Z" and (
+        len(zone) != 6
+        or zone[0] not in "+-"
+        or zone[1] not in _ASCII_DIGITS
+        or zone[2] not in _ASCII_DIGITS
+        or zone[3:] != ":00"
+    ):
+        return None
+    minute = _utc_minute(hour + ":00", zone)
+    if minute is None:
+        return None
+    return _remember(_UTC_HOURS, hour + zone, minute[:13])
+
+
+# ---- EPC pure identities: SGTIN, SSCC and SGLN by slicing
+
+_DL_GTIN = _DL + "01/"
+_DL_SSCC = _DL + "00/"
+_DL_GLN = _DL + "414/"
+#: Company prefix "." item reference (SGTIN) / location reference (SGLN) -> GTIN / GLN.
+_GTINS: dict[str, str] = {}
+_GLNS: dict[str, str] = {}
+
+
+def _check(digits: str) -> str:
+    """_check_digit of ASCII digits, from byte sums."""
+    data = digits.encode()
+    size = len(data)
+    total = sum(data) + 2 * sum(data[::-2]) - 48 * (size + 2 * ((size + 1) // 2))
+    return "0123456789"[-total % 10]
+
+
+def _company_key(body: str, digits_needed: int, item_first: bool) -> str | None:
+    """ "<company prefix>.<reference>" (6-12 prefix digits, ``digits_needed`` in all) ->
+    the GS1 key with its check digit; None when it is not that."""
+    prefix, dot, reference = body.partition(".")
+    if not dot or not 6 <= len(prefix) <= 12:
+        return None
+    digits = reference[:1] + prefix + reference[1:] if item_first else prefix + reference
+    if len(digits) != digits_needed or not (digits.isdigit() and digits.isascii()):
+        return None
+    return digits + _check(digits)
+
+
+# A GS1 alphanumeric EPC component of 1-20 characters (SGTIN serial, SGLN extension).
+_COMPONENT = re.compile(rf"{_C}{{1,20}}")
+
+
+def _fast_epc(uri: str) -> str | None:
+    """_str_text(uri) (the Digital Link) of a plain SGTIN, SSCC or SGLN pure-identity URI;
+    None for any other text (then the general path decides)."""
+    if uri.startswith("urn:epc:id:sgtin:"):
+        body = uri[17:31]
+        gtin = _GTINS.get(body)
+        if gtin is None:
+            gtin = _company_key(body, 13, True)
+            if gtin is None:
+                return None
+            _remember(_GTINS, body, gtin)
+        if uri[31:32] != ".":
+            return None
+        serial = uri[32:]
+        if serial.isalnum() and serial.isascii() and len(serial) <= 20:
+            return _DL_GTIN + gtin + "/21/" + serial
+        if _COMPONENT.fullmatch(serial) is not None:
+            return _DL_GTIN + gtin + "/21/" + _encode(serial)
+        return None
+    if uri.startswith("urn:epc:id:sgln:"):
+        body = uri[16:29]
+        gln = _GLNS.get(body)
+        if gln is None:
+            gln = _company_key(body, 12, False)
+            if gln is None:
+                return None
+            _remember(_GLNS, body, gln)
+        if uri[29:30] != ".":
+            return None
+        extension = uri[30:]
+        if extension == "0":
+            return _DL_GLN + gln
+        if extension.isalnum() and extension.isascii() and len(extension) <= 20:
+            return _DL_GLN + gln + "/254/" + extension
+        if _COMPONENT.fullmatch(extension) is not None:
+            return _DL_GLN + gln + "/254/" + _encode(extension)
+        return None
+    if uri.startswith("urn:epc:id:sscc:") and len(uri) == 34:
+        sscc = _company_key(uri[16:], 17, True)
+        return None if sscc is None else _DL_SSCC + sscc
     return None
