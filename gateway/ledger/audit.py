@@ -251,11 +251,13 @@ class _RangeAuditor:
         fail = report.add
         found: dict[int, _Leaves] = {}
         cursor: dict[str, int] = {}
+        #: signer → (first_seq, last_seq, leaves) of the block its latest event went into
+        current: dict[str, tuple[int, int, _Leaves]] = {}
         before = self.store.chain_before(first)
         chain = before[1] if before is not None else GENESIS
         expected = first
         index = _Peek(self.store.iter_item_events_between(first, last))
-        hash_fn, keys_fn, sha256 = self.hash_fn, self.keys_fn, _sha256
+        hash_fn, keys_fn, sha256, u64 = self.hash_fn, self.keys_fn, _sha256, _U64
         for seq, event_id, text, signer, stored_chain in self.store.iter_events_between(
             first, last
         ):
@@ -311,7 +313,17 @@ class _RangeAuditor:
                     Failure(seq, event_id, f"item index lists {indexed} but the event names {keys}")
                 )
             # ---- the block that signs this event
-            self._place(report, found, cursor, seq, event_id, signer, id_bytes, stored_chain)
+            block = current.get(signer)
+            if block is not None and block[0] <= seq <= block[1]:
+                leaves = block[2]
+                leaves.leaves.append(sha256(b"\x00" + u64(seq) + id_bytes).digest())
+                leaves.last_seen = seq
+                if seq == block[1]:
+                    leaves.head_chain = stored_chain
+            else:
+                self._place(
+                    report, found, cursor, current, seq, event_id, signer, id_bytes, stored_chain
+                )
         if expected <= last and report.events:
             fail(Failure(expected, None, f"missing: seq {expected}–{last} deleted"))
         elif not report.events:
@@ -330,6 +342,7 @@ class _RangeAuditor:
         report: AuditReport,
         found: dict[int, _Leaves],
         cursor: dict[str, int],
+        current: dict[str, tuple[int, int, _Leaves]],
         seq: int,
         event_id: str,
         signer: str,
@@ -360,6 +373,7 @@ class _RangeAuditor:
         leaves = found.get(block.block_no)
         if leaves is None:
             leaves = found[block.block_no] = _Leaves(first_seen=seq)
+        current[signer] = (block.first_seq, block.last_seq, leaves)
         leaves.leaves.append(_sha256(b"\x00" + _U64(seq) + id_bytes).digest())
         leaves.last_seen = seq
         if seq == block.last_seq:

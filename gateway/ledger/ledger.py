@@ -261,6 +261,10 @@ class Ledger:
                 result.append(Appended(seq, event_id))
             tx.insert_events(rows)
             tx.insert_item_events(index_rows)
+            first_open, open_count = tx.open_block(signer)
+            if open_count == 0:
+                first_open = rows[0][0]
+            tx.set_open_block(signer, first_open, open_count + len(rows))
             self._seal_locked(signer, full_only=True)
         return result
 
@@ -282,14 +286,18 @@ class Ledger:
         key = self._keys[signer]
         store = self.store
         sealed: list[BlockRow] = []
-        last = store.last_block_of(signer)
-        after = last.last_seq if last is not None else 0
+        first_open, open_count = store.open_block(signer)
         while True:
-            if full_only and store.count_open(signer, after) < self.block_size:
+            if open_count == 0 or (full_only and open_count < self.block_size):
                 return sealed
-            leaves = store.open_events(signer, after, self.block_size)
-            if not leaves:
-                return sealed
+            # The open events plus the next one after them (where the next block starts).
+            found = store.signer_events_from(signer, first_open, self.block_size + 1)
+            leaves = found[: self.block_size]
+            if len(found) < min(open_count, self.block_size + 1):
+                raise StoreError(
+                    f"{store.url}: {signer!r} should have {open_count} unsealed events from "
+                    f"seq {first_open}, found {len(found)} (open_blocks out of step)"
+                )
             tree = merkle.tree_levels([merkle.leaf_hash(leaf_data(s, eid)) for s, eid, _ in leaves])
             root = tree[-1][0]
             header = BlockHeader(
@@ -317,7 +325,9 @@ class Ledger:
             )
             store.insert_block(block)
             sealed.append(block)
-            after = block.last_seq
+            open_count -= len(leaves)
+            first_open = found[self.block_size][0] if open_count else 0
+            store.set_open_block(signer, first_open, open_count)
 
     # ---- reading ---------------------------------------------------------------------
 

@@ -3,8 +3,11 @@
 Tables (column types shown for SQLite; PostgreSQL uses BIGINT and BYTEA):
 
 - ``events(seq PK, event_id, event_json, signer, chain)``: the append-only log;
-  ``chain`` is the 32-byte chain value (see chain.py). Index ``(signer, seq)`` finds
-  a signer's blocks.
+  ``chain`` is the 32-byte chain value (see chain.py).
+- ``open_blocks(signer PK, first_seq, event_count)``: each signer's events not yet in a
+  sealed block (the first one's seq and how many), kept by the appender so that sealing
+  reads a seq range instead of needing a ``(signer, seq)`` index on every event. It is
+  the writer's bookkeeping, not evidence: the audit never reads it.
 - ``item_events(seq, item_key) PK``: which events name which item, clustered by seq (the
   audit reads it in seq order without sorting); index ``(item_key, seq)`` serves an item's
   history and its current state (its latest event: one index seek, whatever the size).
@@ -135,7 +138,8 @@ class SqlStore(abc.ABC):
             "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS events (seq {i} PRIMARY KEY, event_id TEXT NOT NULL, "
             f"event_json TEXT NOT NULL, signer TEXT NOT NULL, chain {b} NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS events_signer_seq ON events (signer, seq)",
+            "CREATE TABLE IF NOT EXISTS open_blocks (signer TEXT PRIMARY KEY, "
+            f"first_seq {i} NOT NULL, event_count {i} NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS item_events (seq {i} NOT NULL, item_key TEXT NOT NULL, "
             f"PRIMARY KEY (seq, item_key)){self.clustered}",
             "CREATE INDEX IF NOT EXISTS item_events_key_seq ON item_events (item_key, seq)",
@@ -192,46 +196,45 @@ class SqlStore(abc.ABC):
         """Index rows (item_key, seq)."""
         self._executemany(self._q("INSERT INTO item_events (item_key, seq) VALUES (?, ?)"), rows)
 
-    def last_block_of(self, signer: str) -> BlockRow | None:
-        """The signer's latest sealed block."""
-        rows = self._execute(
-            self._q(
-                f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE signer = ? "
-                "ORDER BY last_seq DESC LIMIT 1"
-            ),
-            (signer,),
-        )
-        return _block(rows[0]) if rows else None
-
     def next_block_no(self) -> int:
         """Number for the next block (1, 2, …)."""
         rows = self._execute("SELECT MAX(block_no) FROM blocks")
         return 1 if rows[0][0] is None else int(rows[0][0]) + 1
 
-    def open_events(self, signer: str, after_seq: int, limit: int) -> list[tuple[int, str, bytes]]:
-        """(seq, event_id, chain) of the signer's events after ``after_seq``, oldest first."""
+    def open_block(self, signer: str) -> tuple[int, int]:
+        """(first_seq, event_count) of the signer's events not yet sealed; (0, 0) if none."""
+        rows = self._execute(
+            self._q("SELECT first_seq, event_count FROM open_blocks WHERE signer = ?"), (signer,)
+        )
+        return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+
+    def set_open_block(self, signer: str, first_seq: int, event_count: int) -> None:
+        """Record the signer's unsealed events (``event_count`` 0: none)."""
+        self._execute(
+            self._q(
+                "INSERT INTO open_blocks (signer, first_seq, event_count) VALUES (?, ?, ?) "
+                "ON CONFLICT (signer) DO UPDATE SET first_seq = excluded.first_seq, "
+                "event_count = excluded.event_count"
+            ),
+            (signer, first_seq, event_count),
+        )
+
+    def signer_events_from(
+        self, signer: str, first_seq: int, limit: int
+    ) -> list[tuple[int, str, bytes]]:
+        """(seq, event_id, chain) of the signer's first ``limit`` events from ``first_seq``."""
         rows = self._execute(
             self._q(
-                "SELECT seq, event_id, chain FROM events WHERE signer = ? AND seq > ? "
+                "SELECT seq, event_id, chain FROM events WHERE seq >= ? AND signer = ? "
                 "ORDER BY seq LIMIT ?"
             ),
-            (signer, after_seq, limit),
+            (first_seq, signer, limit),
         )
         return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]
 
-    def count_open(self, signer: str, after_seq: int) -> int:
-        """How many of the signer's events come after ``after_seq``."""
-        rows = self._execute(
-            self._q("SELECT COUNT(*) FROM events WHERE signer = ? AND seq > ?"), (signer, after_seq)
-        )
-        return int(rows[0][0])
-
     def unsealed_signers(self) -> list[str]:
         """Signers with at least one event not in a sealed block."""
-        rows = self._execute(
-            "SELECT DISTINCT e.signer FROM events e WHERE e.seq > COALESCE("
-            "(SELECT MAX(b.last_seq) FROM blocks b WHERE b.signer = e.signer), 0)"
-        )
+        rows = self._execute("SELECT signer FROM open_blocks WHERE event_count > 0")
         return sorted(str(r[0]) for r in rows)
 
     def insert_block(self, block: BlockRow) -> None:

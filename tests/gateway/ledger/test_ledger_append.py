@@ -87,6 +87,24 @@ def test_blocks_hold_one_signer_even_when_signers_interleave(ledger: Ledger) -> 
     ]
 
 
+def test_blocks_follow_each_other_across_batches_bigger_than_a_block(ledger: Ledger) -> None:
+    ledger.append_batch([event(i) for i in range(2)], BRAND)  # seq 1–2, open
+    ledger.append_batch([event(i, "receiving", t=i) for i in range(9)], SITE)  # seq 3–11
+    ledger.append_batch([event(i) for i in range(2, 7)], BRAND)  # seq 12–16
+    assert ledger.store.unsealed_signers() == [BRAND, SITE]
+    ledger.seal()
+    blocks = ledger.store.blocks()
+    assert [(b.signer, b.first_seq, b.last_seq, b.leaf_count) for b in blocks] == [
+        (SITE, 3, 6, 4),
+        (SITE, 7, 10, 4),
+        (BRAND, 1, 13, 4),
+        (BRAND, 14, 16, 3),
+        (SITE, 11, 11, 1),
+    ]
+    assert ledger.store.unsealed_signers() == []
+    assert ledger.audit(strict=True).ok
+
+
 def test_seal_flushes_partial_blocks_of_every_signer(ledger: Ledger) -> None:
     ledger.append_batch([event(i) for i in range(6)], BRAND)
     ledger.append(event(1, "receiving"), SITE)
