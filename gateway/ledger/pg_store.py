@@ -23,7 +23,9 @@ _cursor_names = count()
 
 
 def _redact(url: str) -> str:
-    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+    """The URL or conninfo without its password (``user:pw@``, ``password=``)."""
+    url = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+    return re.sub(r"(password\s*=\s*)('[^']*'|[^&\s]*)", r"\1***", url, flags=re.IGNORECASE)
 
 
 class PostgresStore(SqlStore):

@@ -201,3 +201,18 @@ def test_sqlite_url_forms_and_unknown_schemes(tmp_path: Any) -> None:
         open_store("mysql://x")
     with pytest.raises(StoreError, match="cannot open"):
         open_store(str(tmp_path / "missing-dir" / "a.db"))
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://ledger:s3cret@db:5432/site", "postgresql://ledger:***@db:5432/site"),
+        ("postgresql://ledger@db/site?password=s3cret&sslmode=require", "password=***&sslmode"),
+        ("host=db password='s3 cret' user=ledger", "password=*** user=ledger"),
+    ],
+)
+def test_postgres_urls_are_shown_without_their_password(url: str, shown: str) -> None:
+    from gateway.ledger.pg_store import _redact
+
+    assert shown in _redact(url)
+    assert "s3" not in _redact(url)
