@@ -198,6 +198,18 @@ def _finish_block(block: _Block, found: _Leaves) -> Failure | None:
     return None
 
 
+def _coerced(row: tuple[Any, ...]) -> tuple[int, str, str, str, bytes]:
+    """A stored event row with each column forced to its type (to go on auditing)."""
+    chain = row[4]
+    return (
+        int(row[0]),
+        str(row[1]),
+        str(row[2]),
+        str(row[3]),
+        bytes(chain) if isinstance(chain, bytes | bytearray | memoryview) else b"",
+    )
+
+
 _scan_once: Any = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 - untyped attribute
 
 
@@ -258,9 +270,16 @@ class _RangeAuditor:
         expected = first
         index = _Peek(self.store.iter_item_events_between(first, last))
         hash_fn, keys_fn, sha256, u64 = self.hash_fn, self.keys_fn, _sha256, _U64
-        for seq, event_id, text, signer, stored_chain in self.store.iter_events_between(
-            first, last
-        ):
+        for row in self.store.raw_events_between(first, last):
+            seq, event_id, text, signer, stored_chain = row
+            if not (
+                type(event_id) is str
+                and type(text) is str
+                and type(signer) is str
+                and type(stored_chain) is bytes
+            ):
+                seq, event_id, text, signer, stored_chain = _coerced(row)
+                fail(Failure(seq, event_id, f"stored row has wrong column types: {row!r:.120}"))
             report.events += 1
             if seq != expected:
                 fail(

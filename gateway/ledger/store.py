@@ -391,15 +391,21 @@ class SqlStore(abc.ABC):
         )
         return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
 
-    def iter_events_between(self, first: int, last: int) -> Iterator[EventRow]:
-        """Events with ``first ≤ seq ≤ last`` in seq order, streamed."""
-        for r in self._stream(
+    def raw_events_between(self, first: int, last: int) -> Iterator[tuple[Any, ...]]:
+        """Event rows with ``first ≤ seq ≤ last`` in seq order, streamed as the driver
+        returns them: (seq, event_id, event_json, signer, chain), column types NOT checked
+        (a tampered row may hold anything; the audit checks them)."""
+        return self._stream(
             self._q(
                 "SELECT seq, event_id, event_json, signer, chain FROM events "
                 "WHERE seq >= ? AND seq <= ? ORDER BY seq"
             ),
             (first, last),
-        ):
+        )
+
+    def iter_events_between(self, first: int, last: int) -> Iterator[EventRow]:
+        """Events with ``first ≤ seq ≤ last`` in seq order, streamed."""
+        for r in self.raw_events_between(first, last):
             yield int(r[0]), str(r[1]), str(r[2]), str(r[3]), bytes(r[4])
 
     def iter_item_events_between(self, first: int, last: int) -> Iterator[tuple[int, str]]:

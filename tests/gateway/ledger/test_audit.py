@@ -268,3 +268,11 @@ def test_a_block_claiming_no_events_is_named_not_crashed_on(ledger: Ledger) -> N
     build(ledger)
     tamper(ledger.store, "UPDATE blocks SET leaf_count = 0, first_seq = 2000, last_seq = 2001")
     assert not ledger.audit().ok
+
+
+def test_a_stored_value_of_the_wrong_type_is_named_not_crashed_on(ledger: Ledger) -> None:
+    build(ledger)
+    # SQLite keeps the text as text in the BLOB column; PostgreSQL casts it to bytes.
+    tamper(ledger.store, "UPDATE events SET chain = 'not a hash' WHERE seq = 5")
+    seq, _ = first(ledger)
+    assert seq == 5
