@@ -12,19 +12,27 @@ database or file, unreadable document, unknown item), with one line on stderr.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import queue
+import signal
+import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TypeVar
 
+import paho.mqtt.client as mqtt
 import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -35,9 +43,29 @@ from gateway.ledger.ledger import Ledger, LedgerError
 from gateway.ledger.proofs import verify_proof
 from gateway.ledger.seed import BRANDS, SITE, demo_batches, demo_orgs
 from gateway.ledger.signing import Keystore, KeyStoreError, OrgKey, load_public
-from gateway.ledger.store import StoreError
+from gateway.ledger.store import SqlStore, StoreError
+from gatewire.auth import Accepted, Reply, VerdictVerifier, derive_gate_key
+from gatewire.messages import ErrorReply, Verdict, VerifyRequest, wire_object
+from gatewire.mqtt import BrokerAddress, connect, make_client
+from gatewire.topics import GateTopics
 
-__all__ = ["app", "default_keys_dir", "sqlite_path"]
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
+
+__all__ = ["app", "default_keys_dir", "gateway_app", "sqlite_path", "verify_cmd"]
+
+FuncT = TypeVar("FuncT", bound=Callable[..., Any])
+
+
+def reflow(func: FuncT) -> FuncT:
+    """Join the lines of each paragraph of ``func``'s docstring, so the terminal's width
+    decides how typer's help wraps (it keeps the line breaks of later paragraphs)."""
+    import inspect
+
+    doc = inspect.cleandoc(func.__doc__ or "")
+    func.__doc__ = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
+    return func
+
 
 EXIT_FAILED: Final = 1
 EXIT_INVALID: Final = 2
@@ -290,6 +318,21 @@ def public_key_cmd(
 # --- seed ---------------------------------------------------------------------------
 
 
+def _register_demo_orgs(store: SqlStore) -> None:
+    """Register the demo brand owners with their company prefixes and the site with the
+    gateway's registry, so the gateway's rules know who owns what (idempotent)."""
+    from gateway.registry import OrgRole, Registry, RegistryError
+
+    registry = Registry(store)
+    try:
+        for brand in BRANDS:
+            registry.add_org(brand.org, brand.name, OrgRole.BRAND_OWNER)
+            registry.add_prefix(brand.org, brand.company_prefix)
+        registry.add_org(SITE.org, SITE.name, OrgRole.SITE)
+    except RegistryError as exc:
+        _fail(f"cannot register the demo organisations: {exc}")
+
+
 @app.command("seed")
 def seed_cmd(
     items: Annotated[int, typer.Option("--items", "-n", min=0, help="Number of demo items.")],
@@ -330,6 +373,7 @@ def seed_cmd(
             progress.update(task, completed=done)
         blocks = ledger.seal()
         total_events = ledger.store.event_count()
+        _register_demo_orgs(ledger.store)
     elapsed = time.perf_counter() - started
     appended = sum(counts.values())
     typer.echo(
@@ -414,3 +458,311 @@ def export_cmd(
     except EpcisError as exc:
         _fail(f"cannot export: {exc}")
     _write_out(text, out)
+
+
+# --- provgate gateway run / provgate verify -----------------------------------------------
+
+gateway_app = typer.Typer(
+    help="The site gateway: MQTT verification service and HTTP API.", no_args_is_help=True
+)
+
+EXIT_PASS: Final = 0
+EXIT_HOLD: Final = 3
+EXIT_REJECT: Final = 4
+EXIT_ERROR_REPLY: Final = 5
+EXIT_TIMEOUT: Final = 6
+EXIT_UNREACHABLE: Final = 7
+
+
+@gateway_app.callback()
+def _gateway_group() -> None:
+    # Keeps `run` a subcommand while it is the only one.
+    pass
+
+
+@gateway_app.command("run")
+@reflow
+def run_cmd(
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="PROVGATE_GATEWAY_CONFIG",
+            help="Gateway config (YAML); without it, demo defaults (site demo, example secret).",
+            show_default=False,
+        ),
+    ] = None,
+    mqtt_only: Annotated[
+        bool, typer.Option("--mqtt-only", help="Run only the MQTT verification service.")
+    ] = False,
+    http_only: Annotated[bool, typer.Option("--http-only", help="Run only the HTTP API.")] = False,
+) -> None:
+    """Run the gateway: the MQTT verification service and the HTTP API in one process.
+
+    Prints one `gateway ready: …` line on stdout once serving. SIGINT or SIGTERM stops both
+    cleanly (the gateway's retained availability goes offline). Exit 2 for a bad config.
+    """
+    from gateway.config import load_config
+    from gatewire.yamlconfig import ConfigError
+
+    if mqtt_only and http_only:
+        _fail("--mqtt-only and --http-only exclude each other")
+    try:
+        config = load_config(config_file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    _serve(
+        config,
+        mqtt=config.mqtt.enabled and not http_only,
+        http=config.http.enabled and not mqtt_only,
+    )
+
+
+def _serve(config: GatewayConfig, *, mqtt: bool, http: bool) -> None:
+    """Start what is asked, print the ready line, wait for a signal, stop everything."""
+    from gateway.service import GatewayService, open_service
+
+    if not (mqtt or http):
+        _fail("nothing to run: the part asked for is disabled in the config")
+    log = logging.getLogger("gateway")
+    if config.uses_demo_secret:
+        log.warning("using the documented example site secret: demo only, never in production")
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    service: GatewayService | None = None
+    server: Any = None
+    thread: threading.Thread | None = None
+    workers: list[subprocess.Popen[bytes]] = []
+    parts: list[str] = []
+    try:
+        if mqtt:
+            try:
+                service = open_service(config)
+                service.start()
+            except (OSError, TimeoutError, StoreError, LedgerError, KeyStoreError) as exc:
+                _fail(f"cannot start the MQTT service: {exc}", EXIT_FAILED)
+            workers = [_start_worker(config, n) for n in range(2, config.mqtt.workers + 1)]
+            names = ", ".join([config.mqtt.worker, *(f"w{n}" for n in range(2, len(workers) + 2))])
+            parts.append(f"mqtt {config.mqtt.url} site {config.site} workers {names}")
+        if http:
+            server, thread = _start_http(config)
+            parts.append(f"http http://{config.http.host}:{config.http.port}")
+        typer.echo(f"gateway ready: {', '.join(parts)}")
+        sys.stdout.flush()
+        while not stop.wait(0.2):
+            if thread is not None and not thread.is_alive():
+                log.error("the HTTP API stopped; shutting down")
+                break
+            if any(w.poll() is not None for w in workers):
+                log.error("an MQTT worker process stopped; shutting down")
+                break
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if service is not None:
+            service.stop()
+        if server is not None and thread is not None:
+            server.should_exit = True
+            thread.join(timeout=10)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("gateway stopped")
+
+
+def _start_worker(config: GatewayConfig, number: int) -> subprocess.Popen[bytes]:
+    """MQTT worker ``w<number>`` in a child process of its own (its own GIL and database
+    connections): ``provgate gateway worker`` reading the config, secrets included, from
+    its stdin, so nothing secret shows in a process listing."""
+    mqtt_settings = config.mqtt.model_copy(update={"worker": f"w{number}", "workers": 1})
+    child = config.model_copy(update={"mqtt": mqtt_settings})
+    document = child.model_dump(mode="json")
+    document["site_secret"] = config.site_secret.get_secret_value()
+    if config.inspection_secret is not None:
+        document["inspection_secret"] = config.inspection_secret.get_secret_value()
+    document["http"] = {"enabled": False}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provgate_cli.main", "gateway", "worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(document).encode())
+    proc.stdin.close()
+    return proc
+
+
+@gateway_app.command("worker", hidden=True)
+def worker_cmd() -> None:
+    """One extra MQTT worker of `provgate gateway run` (config as JSON on stdin)."""
+    from gateway.config import GatewayConfig
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = GatewayConfig.model_validate_json(sys.stdin.buffer.read())
+    _serve(config, mqtt=True, http=False)
+
+
+def _start_http(config: GatewayConfig) -> tuple[Any, threading.Thread]:
+    """The API's uvicorn server, running in a thread once it listens."""
+    from gateway.api import ApiSettings, make_server
+
+    key = config.http.bootstrap_admin_key
+    settings = ApiSettings(
+        ledger_url=config.ledger_url,
+        keystore_dir=config.keys_dir(),
+        site=config.site,
+        site_org=config.site_org,
+        bootstrap_admin_key=None if key is None else key.get_secret_value(),
+        site_location=config.location,
+    )
+    server = make_server(settings, config.http.host, config.http.port)
+    thread = threading.Thread(target=server.run, name="gateway-http", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            _fail(
+                f"cannot start the HTTP API on {config.http.host}:{config.http.port}", EXIT_FAILED
+            )
+        time.sleep(0.05)
+    return server, thread
+
+
+@reflow
+def verify_cmd(
+    item_id: Annotated[
+        str,
+        typer.Argument(
+            help="Item ID in any form a gate reads: GS1 element string, (01)…(21)…, "
+            "Digital Link URI, EPC URI or EPC hex.",
+            show_default=False,
+        ),
+    ],
+    mqtt_url: Annotated[
+        str,
+        typer.Option("--mqtt", envvar="PROVGATE_MQTT_URL", help="Broker URL, mqtt://host:port."),
+    ],
+    site: Annotated[str, typer.Option("--site", help="Site id.")] = "demo",
+    gate: Annotated[
+        str,
+        typer.Option(
+            "--gate",
+            help="Gate id to ask as; the rules depend on the gate's kind (an unlisted `cli` "
+            "is an inspection gate: ask as an inbound gate to hear what it would be told).",
+        ),
+    ] = "cli",
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            "--secret",
+            envvar="PROVGATE_SITE_SECRET",
+            help="Site secret (hex) the gate key derives from; default: the demo secret.",
+            show_default=False,
+        ),
+    ] = None,
+    seller: Annotated[
+        str | None, typer.Option("--seller", help="Seller to name in the request.")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, max=300, help="Seconds to wait for a verdict.")
+    ] = 5.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
+) -> None:
+    """Ask the gateway about one item, as a gate would, and print the verdict.
+
+    The request is sealed with the gate's key (derived from the site secret) and the reply
+    is accepted only if it is authentic and bound to this request.
+
+    Exit codes: 0 PASS; 3 HOLD; 4 REJECT; 5 the gateway answered with an error; 6 no
+    verdict within --timeout; 7 the broker is unreachable; 2 bad input (unreadable ID,
+    bad option).
+    """
+    from gateway.config import DEMO_SITE_SECRET, resolve_secret
+    from gatewire.identity import parse_item_id
+
+    parsed = parse_item_id(item_id.strip())
+    if parsed.item is None:
+        _fail(f"not an item ID: {parsed.error}")
+    try:
+        topics = GateTopics(site, gate)
+        key = derive_gate_key(resolve_secret(secret or DEMO_SITE_SECRET, "--secret"), site, gate)
+        address = BrokerAddress.from_url(mqtt_url)
+        request = VerifyRequest(site=site, gate=gate, item=parsed.item, seller=seller)
+    except (ValueError, ValidationError) as exc:
+        _fail(str(exc).splitlines()[0])
+    verifier = VerdictVerifier(site, gate, key, timeout_s=timeout)
+    reply = _ask(address, topics, verifier, request, timeout)
+    if reply is None:
+        _fail(f"no verdict from the gateway of site {site} within {timeout:g} s", EXIT_TIMEOUT)
+    _print_reply(reply, parsed.item.key, json_out)
+    if isinstance(reply, Verdict):
+        raise typer.Exit({"PASS": EXIT_PASS, "HOLD": EXIT_HOLD}.get(reply.decision, EXIT_REJECT))
+    raise typer.Exit(EXIT_ERROR_REPLY)
+
+
+def _ask(
+    address: BrokerAddress,
+    topics: GateTopics,
+    verifier: VerdictVerifier,
+    request: VerifyRequest,
+    timeout: float,
+) -> Reply | None:
+    """Publish the sealed request and wait for an accepted reply (None on timeout)."""
+    replies: queue.Queue[Reply] = queue.Queue()
+    subscribed = threading.Event()
+
+    def on_message(c: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        result = verifier.accept_payload(bytes(msg.payload))
+        if isinstance(result, Accepted) and result.message.request_id == request.id:
+            replies.put(result.message)
+
+    client = make_client(f"provgate-verify-{os.getpid()}")
+    client.on_message = on_message
+    client.on_subscribe = lambda *args: subscribed.set()
+    try:
+        connect(client, address)
+    except OSError as exc:
+        _fail(f"cannot reach the broker at {address.host}:{address.port}: {exc}", EXIT_UNREACHABLE)
+    client.loop_start()
+    try:
+        client.subscribe(topics.verdict, qos=1)
+        if not subscribed.wait(timeout):
+            return None
+        client.publish(topics.verify_request, verifier.seal_request(request), qos=1)
+        try:
+            return replies.get(timeout=timeout)
+        except queue.Empty:
+            return None
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _print_reply(reply: Reply, key: str, json_out: bool) -> None:
+    if json_out:
+        typer.echo(json.dumps(wire_object(reply), ensure_ascii=False))
+        return
+    if isinstance(reply, Verdict):
+        line = f"{reply.decision.value}  {key}  reasons: {', '.join(reply.reasons) or '-'}"
+        if reply.ledger_state:
+            line += f"  state: {reply.ledger_state}"
+        if reply.inspect:
+            line += "  (pull for inspection)"
+        typer.echo(line)
+    elif isinstance(reply, ErrorReply):
+        typer.echo(f"ERROR  {key}  {reply.code.value}: {reply.detail}")

@@ -43,6 +43,8 @@ from gatewire.topics import ID_PATTERN
 SCHEMA_VERSION: Final = 1
 MAX_BATCH: Final = 500
 """Most items in one ``verify_batch_request`` (and results in one ``batch_verdict``)."""
+MAX_ALSO_READ: Final = 4
+"""Most ids in one item's ``also_read`` (the other sources' reads of the same item)."""
 DEFAULT_MAX_PAYLOAD: Final = 256 * 1024
 """Receivers refuse payloads larger than this many bytes (256 KiB) before parsing."""
 
@@ -182,6 +184,12 @@ class _ItemFacts(BaseModel):
     )
     seller: str | None = Field(
         default=None, min_length=1, max_length=128, description="seller the item is booked to"
+    )
+    also_read: list[CanonicalItemId] = Field(
+        default_factory=list,
+        max_length=MAX_ALSO_READ,
+        description="ids the gate's other sources read for the same physical item, when they "
+        "differ from `item` (a barcode and a tag that disagree)",
     )
 
 

@@ -11,8 +11,10 @@ from importlib.metadata import version as dist_version
 import typer
 
 from gateway.cli import app as ledger_app
+from gateway.cli import gateway_app, verify_cmd
+from gateway.config import CONFIG_KEY, check_config_mapping
 from gatewire.cli import app as id_app
-from hardware.cli import config_app, scan
+from hardware.cli import CONFIG_KINDS, ConfigKind, config_app, scan
 from provgate_cli.demo import demo
 from simulators.cli import app as sim_app
 
@@ -27,6 +29,11 @@ app.add_typer(id_app, name="id")
 app.add_typer(config_app, name="config")
 app.add_typer(sim_app, name="sim")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(gateway_app, name="gateway")
+app.command("verify")(verify_cmd)
+# Appended, not registered in front: a gateway config has no `type:`, so the order does not
+# decide anything, and device profiles stay first in the "expected …" message.
+CONFIG_KINDS.append(ConfigKind("gateway config", CONFIG_KEY, check_config_mapping))
 app.command()(demo)
 app.command("scan")(scan)
 

@@ -99,6 +99,16 @@ def test_seed_is_deterministic_signed_by_brands_and_site_and_audits_clean(
     assert "0 events not yet sealed" in out
 
 
+def test_seed_registers_the_demo_organisations_for_the_gateway(seeded: Path) -> None:
+    orgs = rows(seeded, "SELECT org, role FROM gw_orgs ORDER BY org")
+    assert ("brand-acme", "brand_owner") in orgs
+    assert ("site-dc1", "site") in orgs
+    prefixes = {str(p): str(o) for p, o in rows(seeded, "SELECT prefix, org FROM gw_prefixes")}
+    assert prefixes["4012345"] == "brand-acme"
+    seed(seeded)  # seeding again keeps one registration each
+    assert len(rows(seeded, "SELECT org FROM gw_orgs")) == len(orgs)
+
+
 def test_audit_exits_1_naming_the_event_edited_in_the_database(seeded: Path) -> None:
     event_id = rows(seeded, "SELECT event_id FROM events WHERE seq = 5")[0][0]
     with sqlite3.connect(seeded) as conn:
