@@ -318,19 +318,16 @@ def public_key_cmd(
 # --- seed ---------------------------------------------------------------------------
 
 
-def _register_demo_orgs(store: SqlStore) -> None:
+def register_demo_orgs(store: SqlStore) -> None:
     """Register the demo brand owners with their company prefixes and the site with the
     gateway's registry, so the gateway's rules know who owns what (idempotent)."""
-    from gateway.registry import OrgRole, Registry, RegistryError
+    from gateway.registry import OrgRole, Registry
 
     registry = Registry(store)
-    try:
-        for brand in BRANDS:
-            registry.add_org(brand.org, brand.name, OrgRole.BRAND_OWNER)
-            registry.add_prefix(brand.org, brand.company_prefix)
-        registry.add_org(SITE.org, SITE.name, OrgRole.SITE)
-    except RegistryError as exc:
-        _fail(f"cannot register the demo organisations: {exc}")
+    for brand in BRANDS:
+        registry.add_org(brand.org, brand.name, OrgRole.BRAND_OWNER)
+        registry.add_prefix(brand.org, brand.company_prefix)
+    registry.add_org(SITE.org, SITE.name, OrgRole.SITE)
 
 
 @app.command("seed")
@@ -373,7 +370,10 @@ def seed_cmd(
             progress.update(task, completed=done)
         blocks = ledger.seal()
         total_events = ledger.store.event_count()
-        _register_demo_orgs(ledger.store)
+        try:
+            register_demo_orgs(ledger.store)
+        except ValueError as exc:
+            _fail(f"cannot register the demo organisations: {exc}")
     elapsed = time.perf_counter() - started
     appended = sum(counts.values())
     typer.echo(

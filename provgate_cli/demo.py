@@ -1,15 +1,18 @@
 """``provgate demo``: the main job on embedded defaults, as far as it is built.
 
-The gate pipeline (scanners → verification → decision → diverter) is not built yet. Until
+The gate agent (scanners → item assembly → decision → diverter) is not built yet. Until
 it is, the demo shows what exists and says so: every form of one item's ID normalising to
-one canonical ID, bad IDs refused with a reason, and authenticated verdicts through a real
-mosquitto broker (when installed), with a tampered, a forged and a replayed verdict refused.
+one canonical ID, bad IDs refused with a reason, and the real gateway answering gates
+through a real mosquitto broker (when installed) from a freshly seeded ledger with its
+rules, with a tampered, a forged and a replayed verdict refused by the gate.
 """
 
 from __future__ import annotations
 
 import queue
 import secrets
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import paho.mqtt.client as mqtt
@@ -17,9 +20,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gateway.cli import register_demo_orgs
+from gateway.config import GateSettings, GatewayConfig, HttpSettings, MqttSettings
+from gateway.ledger.ledger import Ledger
+from gateway.ledger.seed import BRANDS, demo_batches, demo_orgs
+from gateway.ledger.seed import SITE as SEED_SITE
+from gateway.ledger.signing import Keystore
+from gateway.service import open_service
 from gatewire.auth import (
     Accepted,
-    SiteKeyring,
     VerdictVerifier,
     derive_gate_key,
     seal,
@@ -30,10 +39,11 @@ from gatewire.messages import Decision, Verdict, VerifyRequest
 from gatewire.mqtt import BrokerAddress, connect, make_client
 from gatewire.topics import GateTopics
 from simulators.broker import BrokerError, MosquittoBroker, find_mosquitto
-from simulators.standin_gateway import StandinGateway
 
 SITE = "demo"
 GATE = "in-01"
+OUT_GATE = "out-01"
+SEED_ITEMS = 60
 EPC_URI = "urn:epc:id:sgtin:0614141.812345.6789"
 SAME_ITEM_FORMS = {
     "GS1-128 scan (AIM ]C1, GS separators)": "]C10180614141123458" + "216789",
@@ -60,9 +70,9 @@ def demo(
     """Run the demo on embedded defaults (what exists so far; see the notice it prints)."""
     console = Console()
     console.print(
-        "[bold]provgate demo[/bold] — [yellow]the gate pipeline (scan → verify → decide → "
-        "divert) is not built yet.[/yellow]\nShowing what exists: item identity and "
-        "authenticated verdicts over MQTT.\n"
+        "[bold]provgate demo[/bold] — [yellow]the gate agent (scan → assemble → decide → "
+        "divert) is not built yet.[/yellow]\nShowing what exists: item identity, and the "
+        "gateway's authenticated verdicts from the provenance ledger over MQTT.\n"
     )
     _show_identity(console)
     _show_wire(console, mqtt_url)
@@ -117,68 +127,165 @@ def _show_wire(console: Console, mqtt_url: str | None) -> None:
 
 def _round_trip(console: Console, url: str) -> None:
     secret = secrets.token_bytes(32)
-    gateway = StandinGateway(url, SiteKeyring(SITE, site_secret=secret))
-    gateway.start()
-    topics = GateTopics(SITE, GATE)
-    verifier = VerdictVerifier(SITE, GATE, derive_gate_key(secret, SITE, GATE), timeout_s=5)
-    inbox: queue.Queue[bytes] = queue.Queue()
-    gate = make_client(f"provgate-demo-{GATE}")
-    gate.on_message = lambda c, u, m: inbox.put(bytes(m.payload))
-    rogue = make_client("provgate-demo-rogue")
-    try:
-        connect(gate, BrokerAddress.from_url(url))
-        connect(rogue, BrokerAddress.from_url(url))
-        gate.subscribe(topics.verdict, qos=1)
-        gate.loop_start()
-        rogue.loop_start()
-        table = Table(
-            title="Verdicts through the broker (stand-in gateway: no ledger yet, answers HOLD)",
-            title_justify="left",
+    with tempfile.TemporaryDirectory(prefix="provgate-demo-") as tmp:
+        db = f"{tmp}/ledger.db"
+        inbound, received = _seed(db, Path(tmp) / "keys")
+        config = GatewayConfig(
+            site=SITE,
+            site_org=SEED_SITE.org,
+            location=SEED_SITE.sgln("00005"),
+            site_secret=secret.hex(),
+            ledger_url=db,
+            keystore_dir=Path(tmp) / "keys",
+            gates={GATE: GateSettings(kind="inbound"), OUT_GATE: GateSettings(kind="outbound")},
+            mqtt=MqttSettings(url=url),
+            http=HttpSettings(enabled=False),
         )
-        table.add_column("what the gate received")
-        table.add_column("gate's answer")
-        genuine = _ask(gate, verifier, topics, inbox)
-        table.add_row("genuine verdict", _describe(verifier.accept_payload(genuine)))
-        _publish(rogue, topics.verdict, genuine)
+        gateway = open_service(config)
+        gateway.start()
+        try:
+            with _Gate(url, secret, GATE) as gate_in, _Gate(url, secret, OUT_GATE) as gate_out:
+                _show_verdicts(console, gate_in, gate_out, inbound, received)
+                _show_refusals(console, gate_in, secret, url)
+        finally:
+            gateway.stop()
+
+
+def _seed(db: str, keys_dir: Path) -> tuple[list[str], list[str]]:
+    """A small demo ledger; (EPCs on their way in, EPCs received in order at the site)."""
+    keystore = Keystore(keys_dir)
+    org_keys = [keystore.load_or_generate(o.org) for o in demo_orgs()]
+    commissioned: list[str] = []
+    seen_here: set[str] = set()
+    received: list[str] = []
+    with Ledger.open(db, org_keys) as ledger:
+        for signer, events, _ in demo_batches(SEED_ITEMS, seed=7, batch_size=SEED_ITEMS):
+            ledger.append_batch(events, signer)
+            for event in events:
+                epc = event["epcList"][0]
+                if signer != SEED_SITE.org:
+                    commissioned.append(epc)
+                    continue
+                seen_here.add(epc)
+                if "non_conformant" not in str(event["disposition"]):
+                    received.append(epc)
+        ledger.seal()
+        register_demo_orgs(ledger.store)
+    return [n for n in commissioned if n not in seen_here], received
+
+
+class _Gate:
+    """A demo gate: seals requests with its key and accepts only verdicts bound to them."""
+
+    def __init__(self, url: str, secret: bytes, gate: str) -> None:
+        self.gate = gate
+        self.topics = GateTopics(SITE, gate)
+        self.verifier = VerdictVerifier(SITE, gate, derive_gate_key(secret, SITE, gate))
+        self.inbox: queue.Queue[bytes] = queue.Queue()
+        self.client = make_client(f"provgate-demo-{gate}-{secrets.token_hex(3)}")
+        self.client.on_message = lambda c, u, m: self.inbox.put(bytes(m.payload))
+        connect(self.client, BrokerAddress.from_url(url))
+        self.client.subscribe(self.topics.verdict, qos=1)
+        self.client.loop_start()
+
+    def __enter__(self) -> _Gate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def ask(self, text: str) -> tuple[VerifyRequest, bytes]:
+        """Ask the gateway about the item ``text`` names; (request, raw reply)."""
+        item = parse_item_id(text).item
+        assert item is not None, text
+        request = VerifyRequest(site=SITE, gate=self.gate, item=item)
+        _publish(self.client, self.topics.verify_request, self.verifier.seal_request(request))
+        return request, self.inbox.get(timeout=10)
+
+
+def _show_verdicts(
+    console: Console, gate_in: _Gate, gate_out: _Gate, inbound: list[str], received: list[str]
+) -> None:
+    brand = BRANDS[0]
+    cases = [
+        ("commissioned by its brand, arriving", gate_in, inbound[0]),
+        ("received here, leaving", gate_out, received[0]),
+        ("received here, read again at inbound (copied label?)", gate_in, received[1]),
+        (
+            "never commissioned (unknown serial)",
+            gate_in,
+            f"urn:epc:id:sgtin:{brand.company_prefix}.{_product(inbound[0])}.999999999",
+        ),
+        ("prefix nobody registered (foreign clone)", gate_in, "urn:epc:id:sgtin:0012345.012345.42"),
+    ]
+    table = Table(
+        title=f"The gateway's verdicts from the ledger ({SEED_ITEMS} seeded items, real rules)",
+        title_justify="left",
+    )
+    for column in ("item", "gate", "verdict", "reasons"):
+        table.add_column(column)
+    for label, gate, text in cases:
+        _, reply = gate.ask(text)
+        result = gate.verifier.accept_payload(reply)
+        if isinstance(result, Accepted) and isinstance(result.message, Verdict):
+            verdict = result.message
+            colour = {"PASS": "green", "REJECT": "red"}.get(verdict.decision.value, "yellow")
+            table.add_row(
+                label,
+                gate.gate,
+                f"[{colour}]{verdict.decision.value}[/{colour}]",
+                ", ".join(verdict.reasons),
+            )
+        else:
+            table.add_row(label, gate.gate, "[red]no valid verdict[/red]", _describe(result))
+    console.print(table)
+
+
+def _product(epc: str) -> str:
+    return epc.rsplit(":", 1)[1].split(".")[1]
+
+
+def _show_refusals(console: Console, gate: _Gate, secret: bytes, url: str) -> None:
+    table = Table(title="What a gate refuses on the verdict topic", title_justify="left")
+    table.add_column("what the gate received")
+    table.add_column("gate's answer")
+    rogue = make_client(f"provgate-demo-rogue-{secrets.token_hex(3)}")
+    connect(rogue, BrokerAddress.from_url(url))
+    rogue.loop_start()
+    try:
+        unknown = "urn:epc:id:sgtin:0012345.012345.43"
+        _, genuine = gate.ask(unknown)
+        table.add_row("genuine verdict", _describe(gate.verifier.accept_payload(genuine)))
+        _publish(rogue, gate.topics.verdict, genuine)
         table.add_row(
             "the same verdict replayed by a rogue client",
-            _describe(verifier.accept_payload(inbox.get(timeout=5))),
+            _describe(gate.verifier.accept_payload(gate.inbox.get(timeout=5))),
         )
-        second = _ask(gate, verifier, topics, inbox)
-        _publish(rogue, topics.verdict, second.replace(b'"HOLD"', b'"PASS"'))
+        _, second = gate.ask(unknown)
+        _publish(rogue, gate.topics.verdict, second.replace(b'"REJECT"', b'"PASS"'))
         table.add_row(
-            "a verdict altered in transit (HOLD → PASS)",
-            _describe(verifier.accept_payload(inbox.get(timeout=5))),
+            "a verdict altered in transit (REJECT → PASS)",
+            _describe(gate.verifier.accept_payload(gate.inbox.get(timeout=5))),
         )
-        request = VerifyRequest(site=SITE, gate=GATE, item=parse_item_id(EPC_URI).item)
-        request_payload = verifier.seal_request(request)
+        request = VerifyRequest(site=SITE, gate=gate.gate, item=parse_item_id(EPC_URI).item)
+        request_payload = gate.verifier.seal_request(request)
         forged = Verdict(
             site=SITE,
-            gate=GATE,
+            gate=gate.gate,
             request_id=request.id,
             request_mac=request_payload[-66:-2].decode(),
             decision=Decision.PASS,
         )
-        _publish(rogue, topics.verdict, seal(forged, derive_gate_key(secret, SITE, "out-02")))
+        _publish(rogue, gate.topics.verdict, seal(forged, derive_gate_key(secret, SITE, "out-02")))
         table.add_row(
             "a PASS verdict sealed with another gate's key",
-            _describe(verifier.accept_payload(inbox.get(timeout=5))),
+            _describe(gate.verifier.accept_payload(gate.inbox.get(timeout=5))),
         )
-        console.print(table)
     finally:
-        for client in (gate, rogue):
-            client.disconnect()
-            client.loop_stop()
-        gateway.stop()
-
-
-def _ask(
-    gate: mqtt.Client, verifier: VerdictVerifier, topics: GateTopics, inbox: queue.Queue[bytes]
-) -> bytes:
-    item = parse_item_id(SAME_ITEM_FORMS["GS1 Digital Link URI"]).item
-    request = VerifyRequest(site=SITE, gate=GATE, item=item)
-    _publish(gate, topics.verify_request, verifier.seal_request(request))
-    return inbox.get(timeout=5)
+        rogue.disconnect()
+        rogue.loop_stop()
+    console.print(table)
 
 
 def _publish(client: mqtt.Client, topic: str, payload: bytes) -> None:

@@ -1,4 +1,5 @@
-"""`provgate demo` (interim): says the pipeline is not built, shows identity and verdicts."""
+"""`provgate demo` (interim): says the agent is not built, shows identity and the real
+gateway's verdicts from a seeded ledger, and the gate refusing bad verdicts."""
 
 from __future__ import annotations
 
@@ -25,6 +26,18 @@ def test_demo_runs_to_completion_and_shows_refusals() -> None:
     assert "all agree (1 distinct)" in out
     assert "ACCEPTED (bug)" not in out
     assert "genuine verdict" in out
-    assert "accepted: HOLD" in out
+    assert "accepted: REJECT" in out
+    verdicts = {
+        line.split("│")[1].strip(): line
+        for line in out.splitlines()
+        if "│ in-01" in line or "│ out-01" in line
+    }
+    assert "PASS" in verdicts["commissioned by its brand, arriving"]
+    assert "PASS" in verdicts["received here, leaving"]
+    assert (
+        "ledger.already_received"
+        in verdicts["received here, read again at inbound (copied label?)"]
+    )
+    assert "ledger.unknown_serial" in verdicts["never commissioned (unknown serial)"]
     assert out.count("refused: bad_mac") == 2
     assert "refused: replayed" in out
