@@ -45,7 +45,7 @@ from gatewire.messages import (
     Verdict,
     VerifyBatchRequest,
     VerifyRequest,
-    decode,
+    decode_unchecked_mac,
     encode,
 )
 from gatewire.topics import GATEWAY, is_valid_id
@@ -67,6 +67,7 @@ Reply: TypeAlias = Verdict | BatchVerdict | ErrorReply
 """Messages the gateway sends in answer to a request."""
 Request: TypeAlias = VerifyRequest | VerifyBatchRequest
 """Messages a gate sends to get a verdict."""
+_REQUEST_TYPES: Final = (VerifyRequest, VerifyBatchRequest)
 KeyLookup: TypeAlias = Callable[[Message], bytes | None]
 """The key a decoded (not yet authenticated) message must be MACed with, or None."""
 
@@ -194,7 +195,7 @@ def _split(payload: bytes, max_bytes: int) -> tuple[bytes, str] | Refused:
 
 
 def _decode(body: bytes, mac: str) -> _Opened | Refused:
-    msg = decode(body, max_bytes=len(body), mac=mac)
+    msg = decode_unchecked_mac(body, len(body), mac)  # split_sealed checked the mac's form
     if isinstance(msg, DecodeError):
         reason = _DECODE_REFUSAL.get(msg.kind, RefusalReason.MALFORMED)
         return Refused(reason, msg.reason, msg.message_id, mac)
@@ -459,32 +460,44 @@ class RequestVerifier:
     def check_payload(self, payload: bytes, *, topic_gate: str) -> Accepted[Request] | Refused:
         """Accept a genuine, fresh, first-seen request sealed by the gate it names, which
         must be ``topic_gate``, the gate id of the topic it arrived on. Never raises."""
-        opened = _open(payload, self.max_payload)
-        if isinstance(opened, Refused):
-            return opened
-        request = opened.message
-        if not isinstance(request, VerifyRequest | VerifyBatchRequest):
-            return opened.refuse(RefusalReason.MALFORMED, f"{request.type} is not a request")
+        if len(payload) > self.max_payload:
+            size = f"payload {len(payload)} B > {self.max_payload} B"
+            return Refused(RefusalReason.TOO_LARGE, size)
+        split = split_sealed(payload)
+        if split is None:
+            return Refused(RefusalReason.MALFORMED, 'not sealed: must end with ,"mac":"<hex>"}')
+        body, mac = split
+        request = decode_unchecked_mac(body, len(body), mac)
+        if isinstance(request, DecodeError):
+            reason = _DECODE_REFUSAL.get(request.kind, RefusalReason.MALFORMED)
+            return Refused(reason, request.reason, request.message_id, mac)
+        if not isinstance(request, _REQUEST_TYPES):
+            return Refused(
+                RefusalReason.MALFORMED, f"{request.type} is not a request", request.id, mac
+            )
         if request.site != self.keyring.site or request.gate != topic_gate:
-            return opened.refuse(RefusalReason.WRONG_GATE, f"{request.site}/{request.gate}")
+            detail = f"{request.site}/{request.gate}"
+            return Refused(RefusalReason.WRONG_GATE, detail, request.id, mac)
         key = self.keyring.key_for(request.gate)
         if key is None:
-            return opened.refuse(RefusalReason.WRONG_GATE, f"no key for gate {request.gate}")
-        if not _mac_ok(key, opened.body, opened.mac):
-            return opened.refuse(RefusalReason.BAD_MAC, f"request {request.id}")
+            detail = f"no key for gate {request.gate}"
+            return Refused(RefusalReason.WRONG_GATE, detail, request.id, mac)
+        if not _mac_ok(key, body, mac):
+            return Refused(RefusalReason.BAD_MAC, f"request {request.id}", request.id, mac)
         skew = self._wall() - request.ts
         if abs(skew) > self.freshness_s:
-            return opened.refuse(RefusalReason.STALE, f"ts off by {skew:.1f} s")
+            return Refused(RefusalReason.STALE, f"ts off by {skew:.1f} s", request.id, mac)
+        request_id = request.id
         with self._lock:
             now = self._mono()
             self._purge(now)
-            if request.id in self._seen:
-                return opened.refuse(RefusalReason.REPLAYED, f"request {request.id}")
+            if request_id in self._seen:
+                return Refused(RefusalReason.REPLAYED, f"request {request_id}", request_id, mac)
             if len(self._seen) >= self.max_remembered:
                 self._seen.popitem(last=False)
                 self.evicted += 1
-            self._seen[request.id] = now + 2 * self.freshness_s
-        return Accepted(request, opened.mac)
+            self._seen[request_id] = now + 2 * self.freshness_s
+        return Accepted(request, mac)
 
     def _purge(self, now: float) -> None:
         while self._seen:

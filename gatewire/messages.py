@@ -13,18 +13,25 @@ carries that ``mac``. :func:`decode` is strict (no type coercion, no unknown mem
 ``v``/``id``/``ts`` required) and never raises on bad input: it returns a
 :class:`DecodeError` value. It does not authenticate anything. The wire format is
 documented in ``docs/protocol.md``.
+
+The gateway's hot path writes reply bodies from templates (:func:`verdict_body`,
+:func:`batch_verdict_body`): the same bytes :func:`encode` writes for the model, without
+building and validating one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import json.encoder
+import math
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal, Self, TypeAlias
+from typing import Annotated, Any, Final, Literal, Protocol, Self, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -337,6 +344,8 @@ Message: TypeAlias = Annotated[
 """Any provgate message; ``type`` picks the model."""
 
 MESSAGE_ADAPTER: Final[TypeAdapter[Message]] = TypeAdapter(Message)
+_VALIDATE_JSON: Final = MESSAGE_ADAPTER.validator.validate_json
+"""The adapter's core validator, called directly (skips TypeAdapter's Python wrapper)."""
 
 
 class DecodeErrorKind(StrEnum):
@@ -384,6 +393,87 @@ def encode(msg: Message, *, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> bytes:
     return payload
 
 
+class OutcomeFields(Protocol):
+    """What :func:`verdict_body` and :func:`batch_verdict_body` read of one item's outcome
+    (an :class:`ItemResult` or :class:`Verdict` has these, so has a rules engine's result)."""
+
+    @property
+    def decision(self) -> Decision: ...
+    @property
+    def reasons(self) -> Sequence[str]: ...
+    @property
+    def inspect(self) -> bool: ...
+    @property
+    def ledger_state(self) -> str | None: ...
+
+
+_JSON_STR: Final = json.encoder.encode_basestring  # the C encoder of json.dumps(ensure_ascii=False)
+_DECISION_JSON: Final = {d: f'"{d.value}"' for d in Decision}
+
+
+def _ts_json(ts: float) -> str:
+    if not (isinstance(ts, float) and math.isfinite(ts) and ts >= 0):
+        raise ValueError(f"ts must be a finite float >= 0, not {ts!r}")
+    return float.__repr__(ts)
+
+
+def _outcome_json(o: OutcomeFields) -> str:
+    """``"decision":…,"reasons":[…],"inspect":…`` and ``,"ledger_state":…`` when set."""
+    reasons = ",".join([_JSON_STR(r) for r in o.reasons])
+    text = f'"decision":{_DECISION_JSON[o.decision]},"reasons":[{reasons}],"inspect":'
+    text += "true" if o.inspect is True else "false"
+    state = o.ledger_state
+    return text if state is None else f'{text},"ledger_state":{_JSON_STR(state)}'
+
+
+def _reply_head(
+    kind: str, msg_id: str, site: str, gate: str, ts: float, request_id: str, request_mac: str
+) -> str:
+    return (
+        f'{{"v":1,"type":"{kind}","id":{_JSON_STR(msg_id)},"site":{_JSON_STR(site)},'
+        f'"gate":{_JSON_STR(gate)},"ts":{_ts_json(ts)},"request_id":{_JSON_STR(request_id)},'
+        f'"request_mac":{_JSON_STR(request_mac)},'
+    )
+
+
+def verdict_body(
+    *,
+    msg_id: str,
+    site: str,
+    gate: str,
+    ts: float,
+    request_id: str,
+    request_mac: str,
+    outcome: OutcomeFields,
+) -> bytes:
+    """The body :func:`encode` writes for a :class:`Verdict` with these fields (``reasons``
+    and ``inspect`` given, ``ledger_state`` given unless None), from a template instead of
+    a model: the gateway's hot path. Strings are JSON-escaped but not validated (they come
+    from a validated request and the rules); ``ts`` must be a finite float >= 0
+    (``ValueError``; below 1e-4 it is spelt as Python does, ``1e-05``, the same number),
+    ``decision`` a :class:`Decision` (``KeyError``)."""
+    head = _reply_head("verdict", msg_id, site, gate, ts, request_id, request_mac)
+    return f"{head}{_outcome_json(outcome)}}}".encode()
+
+
+def batch_verdict_body(
+    *,
+    msg_id: str,
+    site: str,
+    gate: str,
+    ts: float,
+    request_id: str,
+    request_mac: str,
+    results: Sequence[OutcomeFields],
+) -> bytes:
+    """The body :func:`encode` writes for a :class:`BatchVerdict` whose ``results`` are the
+    outcomes in order (``index`` 0, 1, …), built like :func:`verdict_body`. Does not check
+    the size limit or the count (1 to :data:`MAX_BATCH`)."""
+    head = _reply_head("batch_verdict", msg_id, site, gate, ts, request_id, request_mac)
+    items = ",".join([f'{{"index":{i},{_outcome_json(o)}}}' for i, o in enumerate(results)])
+    return f'{head}"results":[{items}]}}'.encode()
+
+
 _REQUIRED_ON_WIRE: Final = frozenset({"v", "id", "ts"})
 
 
@@ -399,24 +489,32 @@ def decode(
     """
     if mac is not None and _MAC_RE.fullmatch(mac) is None:
         raise ValueError("mac must be 64 lowercase hex characters")
+    return decode_unchecked_mac(payload, max_bytes, mac)
+
+
+def decode_unchecked_mac(payload: bytes, max_bytes: int, mac: str | None) -> Message | DecodeError:
+    """:func:`decode` for a ``mac`` the caller has already checked is 64 lowercase hex (as
+    :func:`gatewire.auth.split_sealed` does): the hot path of the verifiers."""
     if len(payload) > max_bytes:
         return DecodeError(DecodeErrorKind.TOO_LARGE, f"payload {len(payload)} B > {max_bytes} B")
+    if not payload.isascii():  # ASCII is UTF-8; only other payloads need the full check
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return DecodeError(DecodeErrorKind.NOT_UTF8, f"not UTF-8 at byte {exc.start}")
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return DecodeError(DecodeErrorKind.NOT_UTF8, f"not UTF-8 at byte {exc.start}")
-    try:
-        msg = MESSAGE_ADAPTER.validate_json(payload, strict=True, context=_FromWire(mac))
+        msg: Message = _VALIDATE_JSON(payload, strict=True, context=_FromWire(mac))
     except ValidationError as exc:
-        return _explain(text, exc)
+        return _explain(payload.decode("utf-8"), exc)
     except (ValueError, RecursionError) as exc:  # defensive: nothing may escape decode
         return DecodeError(DecodeErrorKind.INVALID, _one_line(f"{type(exc).__name__}: {exc}"))
-    missing = _REQUIRED_ON_WIRE - msg.model_fields_set
-    if missing:
-        kind = DecodeErrorKind.UNSUPPORTED_VERSION if "v" in missing else DecodeErrorKind.INVALID
-        reason = f"missing required field(s): {', '.join(sorted(missing))}"
-        return DecodeError(kind, reason, msg.id if "id" not in missing else None)
-    return msg
+    fields_set = msg.__pydantic_fields_set__
+    if "v" in fields_set and "id" in fields_set and "ts" in fields_set:
+        return msg
+    missing = _REQUIRED_ON_WIRE - fields_set
+    kind = DecodeErrorKind.UNSUPPORTED_VERSION if "v" in missing else DecodeErrorKind.INVALID
+    reason = f"missing required field(s): {', '.join(sorted(missing))}"
+    return DecodeError(kind, reason, msg.id if "id" not in missing else None)
 
 
 def _explain(text: str, exc: ValidationError) -> DecodeError:
