@@ -149,6 +149,7 @@ _COLUMNS: Final = (
     "item_key, gtin, serial, company_prefix, batch, expiry, commissioned_by, status, seller, "
     "last_site, last_signer, last_seen, last_seq, place, moved_at"
 )
+_I_COLUMNS: Final = ", ".join(f"i.{c}" for c in _COLUMNS.split(", "))
 #: Version of the projection's fold; a database folded by another version is rebuilt.
 PROJECTION_VERSION: Final = 2
 _VERSION_MARK: Final = "items_version"
@@ -485,6 +486,7 @@ class ItemProjection:
             "ON CONFLICT (name) DO NOTHING"
         )
         self._select_sql: dict[int, str] = {}
+        self._with_sql: dict[tuple[str, int], str] = {}
         Registry(store)  # the organisations' table, which says who is a site
         self._create_tables()
 
@@ -573,6 +575,10 @@ class ItemProjection:
     def high_water_mark(self) -> int:
         """Seq of the last ledger event applied (0: none)."""
         return int(self._mark(_HWM)[0][0])
+
+    def behind(self, head: int) -> bool:
+        """True when ledger events up to ``head`` may not all be applied yet (sync first)."""
+        return head > self._synced
 
     def sync(self, head: int | None = None) -> int:
         """Apply ledger events newer than the high-water mark, in seq order; how many.
@@ -670,6 +676,29 @@ class ItemProjection:
             return {row[0]: _record(row) for row in rows}
         except (KeyError, TypeError, ValueError) as exc:
             raise ProjectionError(f"gw_items holds a row this code cannot read: {exc}") from exc
+
+    def lookup_with(
+        self, meta: str, keys: Sequence[str]
+    ) -> tuple[tuple[Any, ...], dict[str, ItemRecord]]:
+        """The row of ``meta`` (a one-row SELECT) and the records of ``keys`` (at most 500,
+        distinct), read by one statement: one round trip, and one consistent state."""
+        n = len(keys)
+        if n == 0:  # an empty IN list would scan the table
+            return tuple(self.store._execute(meta)[0]), {}
+        sql = self._with_sql.get((meta, n))
+        if sql is None:
+            where = "= ANY(%s)" if self._pg else f"IN ({','.join('?' * n)})"
+            sql = f"SELECT m.*, {_I_COLUMNS} FROM ({meta}) AS m LEFT JOIN gw_items AS i "
+            sql += f"ON i.item_key {where}"
+            if len(self._with_sql) < 1024:
+                self._with_sql[(meta, n)] = sql
+        rows = self.store._execute(sql, (list(keys),) if self._pg else keys)
+        width = len(rows[0]) - _FIELDS
+        try:
+            records = {row[width]: _record(row[width:]) for row in rows if row[width] is not None}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProjectionError(f"gw_items holds a row this code cannot read: {exc}") from exc
+        return tuple(rows[0][:width]), records
 
     def lookup_many(self, keys: Sequence[str]) -> dict[str, ItemRecord]:
         """Records of the items among ``keys`` the ledger knows (one query per 500 keys)."""

@@ -73,6 +73,12 @@ class Outcome:
     """The item's status in the ledger (``unknown`` if never seen; None if unreadable)."""
 
 
+#: The ledger's head seq and the registry's version, as one row.
+_FRESH_SQL: Final = (
+    f"SELECT ({HEAD_SQL}) AS head, (SELECT value FROM gw_meta WHERE key = 'version') AS version"
+)
+#: Item records read along with them (the projection's IN-list chunk).
+_ONE_READ: Final = 500
 _NO_READS: Final[tuple[CanonicalItemId, ...]] = ()
 
 
@@ -188,19 +194,25 @@ class Verifier:
 
     # ---- registry cache --------------------------------------------------------------------
 
-    def _fresh(self) -> tuple[int, int]:
-        """(ledger head seq, registry version) in one round trip.
+    def _read(self, keys: Sequence[str]) -> tuple[dict[str, ItemRecord], int]:
+        """The records of ``keys`` as of the ledger's head, and the registry version.
 
-        The version is the row ``Registry.version()`` reads (``gw_meta``, documented in
-        gateway/registry.py as the verifier's reload signal); one statement instead of two
-        matters on PostgreSQL, where each costs a round trip per request.
+        One statement reads the head, the version (the row ``Registry.version()`` reads,
+        the verifier's reload signal) and up to 500 records: one round trip per request on
+        PostgreSQL. Only when the head moved past what the projection is known to hold
+        (an event appended since, by any worker or the API) is it synced and read again.
         """
-        row = self.store._execute(
-            f"SELECT ({HEAD_SQL}), (SELECT value FROM gw_meta WHERE key = 'version')"
-        )[0]
-        if row[1] is None:
+        unique = list(dict.fromkeys(keys))
+        meta, records = self.projection.lookup_with(_FRESH_SQL, unique[:_ONE_READ])
+        if meta[1] is None:
             raise RuntimeError("registry version row is missing (gw_meta)")
-        return (0 if row[0] is None else int(row[0])), int(row[1])
+        head, version = (0 if meta[0] is None else int(meta[0])), int(meta[1])
+        if self.projection.behind(head):
+            self.projection.sync(head)
+            return self.projection.lookup_many(unique), version
+        if len(unique) > _ONE_READ:
+            records.update(self.projection.lookup_many(unique[_ONE_READ:]))
+        return records, version
 
     def _refresh_registry(self, version: int) -> None:
         if version == self._version:
@@ -264,9 +276,7 @@ class Verifier:
             return []
         keys = [f.item.key for f in facts]
         try:
-            head, version = self._fresh()
-            self.projection.sync(head)
-            records = self.projection.lookup_many(keys)
+            records, version = self._read(keys)
             self._refresh_registry(version)
         except Exception:
             log.exception("verification of %d item(s) from gate %s failed closed", len(facts), gate)
