@@ -29,9 +29,9 @@ NOW_DT = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 NOW = NOW_DT.timestamp()
 
 
-def ago(hours: float) -> dt.datetime:
-    """A moment ``hours`` before NOW."""
-    return NOW_DT - dt.timedelta(hours=hours)
+def ago(hours: float, now: dt.datetime = NOW_DT) -> dt.datetime:
+    """A moment ``hours`` before ``now`` (NOW unless given)."""
+    return now - dt.timedelta(hours=hours)
 
 
 def epc(n: int, prefix: str = BRAND_PREFIX) -> str:
@@ -55,8 +55,10 @@ def commission(
     seller: str | None = SELLER,
     ilmd: dict[str, str] | None = None,
     epcs: list[str] | None = None,
+    now: dt.datetime = NOW_DT,
 ) -> dict[str, Any]:
-    """A brand's commissioning event for item ``n`` at its factory."""
+    """A brand's commissioning event for item ``n`` at its factory, ``hours_ago`` before
+    ``now``."""
     event = to_jsonld(
         object_event(
             epcs or [epc(n, prefix)],
@@ -66,7 +68,7 @@ def commission(
             read_point="urn:epc:id:sgln:4012345.00001.1",
             biz_location="urn:epc:id:sgln:4012345.00001.0",
             transactions=[(SELLER_BTT, seller)] if seller else [],
-            event_time=ago(hours_ago),
+            event_time=ago(hours_ago, now),
         )
     )
     if ilmd is not None:
@@ -85,8 +87,10 @@ def observe(
     seller: str | None = SELLER,
     verdict: str | None = None,
     action: str = "OBSERVE",
+    now: dt.datetime = NOW_DT,
 ) -> dict[str, Any]:
-    """A site's observation of item ``n`` (receiving, shipping, inspecting…)."""
+    """A site's observation of item ``n`` (receiving, shipping, inspecting…), ``hours_ago``
+    before ``now``."""
     return to_jsonld(
         object_event(
             [epc(n, prefix)],
@@ -96,7 +100,7 @@ def observe(
             read_point=location[:-1] + "1",
             biz_location=location,
             transactions=[(SELLER_BTT, seller)] if seller else [],
-            event_time=ago(hours_ago),
+            event_time=ago(hours_ago, now),
             verdict=verdict,  # type: ignore[arg-type]
         )
     )

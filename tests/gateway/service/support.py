@@ -17,66 +17,67 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from gateway.config import GateSettings, GatewayConfig, HttpSettings, LimitSettings, MqttSettings
-from gateway.ledger.epcis import SELLER_BTT, BizStep, Disposition, object_event, to_jsonld
+from gateway.ledger.epcis import BizStep, Disposition
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.signing import Keystore
 from gateway.registry import OrgRole, Registry
 from gatewire.auth import Accepted, Reply, VerdictVerifier, derive_gate_key, seal
-from gatewire.identity import parse_item_id
 from gatewire.item import CanonicalItemId
 from gatewire.messages import Decision, GateEvent, Heartbeat, Message, VerifyRequest
 from gatewire.mqtt import BrokerAddress, connect, make_client
 from gatewire.topics import GateTopics
+from tests.gateway.rules import rules_support as events
+from tests.gateway.rules.rules_support import (
+    BRAND,
+    BRAND_PREFIX,
+    OTHER_BRAND,
+    OTHER_PREFIX,
+    OTHER_SELLER,
+    OTHER_SGLN,
+    SELLER,
+    SITE_SGLN,
+    epc,
+    item,
+)
+from tests.gateway.rules.rules_support import OTHER_SITE as OTHER_SITE_ORG
+from tests.gateway.rules.rules_support import SITE as SITE_ORG
 
-BRAND = "brand-acme"
-BRAND_PREFIX = "4012345"
-OTHER_BRAND = "brand-borealis"
-OTHER_PREFIX = "0614141"
-SITE_ORG = "site-dc1"
-SITE_SGLN = "urn:epc:id:sgln:5012345.00005.0"
-OTHER_SITE_ORG = "site-dc2"
-OTHER_SGLN = "urn:epc:id:sgln:5012346.00001.0"
-SELLER = "https://provgate.dev/seller/s-01"
-OTHER_SELLER = "https://provgate.dev/seller/s-02"
+__all__ = [
+    "BRAND",
+    "BRAND_PREFIX",
+    "OTHER_BRAND",
+    "OTHER_PREFIX",
+    "OTHER_SELLER",
+    "OTHER_SGLN",
+    "OTHER_SITE_ORG",
+    "OUT_GATE",
+    "SECRET",
+    "SELLER",
+    "SITE_ORG",
+    "SITE_SGLN",
+    "Gate",
+    "Site",
+    "commission",
+    "epc",
+    "gate_client",
+    "gateway_config",
+    "item",
+    "new_site_id",
+    "observe",
+]
+
 SECRET = bytes(range(100, 132))
 GATE = "in-01"
 OUT_GATE = "out-01"
 ORGS = (BRAND, OTHER_BRAND, SITE_ORG, OTHER_SITE_ORG)
 
 
-def epc(n: int, prefix: str = BRAND_PREFIX) -> str:
-    """SGTIN EPC URI of item ``n`` under a company prefix."""
-    ref = "012345"[: 13 - len(prefix) - 1].rjust(13 - len(prefix), "0")
-    return f"urn:epc:id:sgtin:{prefix}.{ref}.{n}"
-
-
-def item(n: int, prefix: str = BRAND_PREFIX, **fields: Any) -> CanonicalItemId:
-    """The canonical id of item ``n`` as a gate sends it, with extra fields set."""
-    parsed = parse_item_id(epc(n, prefix)).item
-    assert parsed is not None
-    return parsed.model_copy(update=fields) if fields else parsed
-
-
-def ago(hours: float) -> dt.datetime:
-    """A moment ``hours`` before now (the service verifies at the wall clock's now)."""
-    return dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
-
-
 def commission(
     n: int, *, prefix: str = BRAND_PREFIX, seller: str | None = SELLER, hours_ago: float = 720
 ) -> dict[str, Any]:
-    """A brand's commissioning event for item ``n``."""
-    return to_jsonld(
-        object_event(
-            [epc(n, prefix)],
-            action="ADD",
-            biz_step=BizStep.COMMISSIONING,
-            disposition=Disposition.ACTIVE,
-            read_point="urn:epc:id:sgln:4012345.00001.1",
-            biz_location="urn:epc:id:sgln:4012345.00001.0",
-            transactions=[(SELLER_BTT, seller)] if seller else [],
-            event_time=ago(hours_ago),
-        )
+    """A brand's commissioning event for item ``n``, ``hours_ago`` before now."""
+    return events.commission(
+        n, prefix=prefix, seller=seller, hours_ago=hours_ago, now=dt.datetime.now(dt.UTC)
     )
 
 
@@ -91,18 +92,17 @@ def observe(
     seller: str | None = SELLER,
     action: str = "OBSERVE",
 ) -> dict[str, Any]:
-    """A site's observation of item ``n`` (receiving, shipping, …)."""
-    return to_jsonld(
-        object_event(
-            [epc(n, prefix)],
-            action=action,
-            biz_step=step,
-            disposition=disposition,
-            read_point=location[:-1] + "1",
-            biz_location=location,
-            transactions=[(SELLER_BTT, seller)] if seller else [],
-            event_time=ago(hours_ago),
-        )
+    """A site's observation of item ``n`` (receiving, shipping, …), ``hours_ago`` before now."""
+    return events.observe(
+        n,
+        step,
+        prefix=prefix,
+        disposition=disposition,
+        hours_ago=hours_ago,
+        location=location,
+        seller=seller,
+        action=action,
+        now=dt.datetime.now(dt.UTC),
     )
 
 
