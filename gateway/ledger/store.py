@@ -304,20 +304,6 @@ class SqlStore(abc.ABC):
         )
         return [(int(r[0]), str(r[1]), str(r[2]), str(r[3]), bytes(r[4])) for r in rows]
 
-    def block_covering(self, signer: str, seq: int) -> BlockRow | None:
-        """The signer's sealed block that holds event ``seq``, or None while it is unsealed."""
-        rows = self._execute(
-            self._q(
-                f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE signer = ? AND last_seq >= ? "
-                "ORDER BY last_seq LIMIT 1"
-            ),
-            (signer, seq),
-        )
-        if not rows:
-            return None
-        block = _block(rows[0])
-        return block if block.first_seq <= seq else None
-
     def item_history_with_blocks(self, item_key: str) -> list[tuple[EventRow, BlockRow | None]]:
         """The item's events, oldest first, each with the sealed block holding it (or None),
         in one statement (one consistent read, one round trip)."""
@@ -402,11 +388,6 @@ class SqlStore(abc.ABC):
             ),
             (first, last),
         )
-
-    def iter_events_between(self, first: int, last: int) -> Iterator[EventRow]:
-        """Events with ``first ≤ seq ≤ last`` in seq order, streamed."""
-        for r in self.raw_events_between(first, last):
-            yield int(r[0]), str(r[1]), str(r[2]), str(r[3]), bytes(r[4])
 
     def iter_item_events_between(self, first: int, last: int) -> Iterator[tuple[int, str]]:
         """(seq, item_key) index rows with ``first ≤ seq ≤ last``, by seq then key."""
