@@ -11,6 +11,7 @@ database or file, unreadable document, unknown item), with one line on stderr.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
@@ -524,6 +525,10 @@ def run_cmd(
     )
 
 
+#: Seconds of stopping after which the gateway dumps its threads' stacks to stderr.
+SLOW_STOP_S = 15.0
+
+
 def _serve(config: GatewayConfig, *, mqtt: bool, http: bool) -> None:
     """Start what is asked, print the ready line, wait for a signal, stop everything."""
     from gateway.service import GatewayService, open_service
@@ -565,8 +570,12 @@ def _serve(config: GatewayConfig, *, mqtt: bool, http: bool) -> None:
                 log.error("an MQTT worker process stopped; shutting down")
                 break
     finally:
+        # If stopping takes unusually long, say where every thread is (stderr) and go on.
+        faulthandler.dump_traceback_later(SLOW_STOP_S, exit=False)
         for worker in workers:
             worker.terminate()
+        if server is not None:
+            server.should_exit = True  # uvicorn winds down while the MQTT side stops
         for worker in workers:
             try:
                 worker.wait(timeout=15)
@@ -574,9 +583,9 @@ def _serve(config: GatewayConfig, *, mqtt: bool, http: bool) -> None:
                 worker.kill()
         if service is not None:
             service.stop()
-        if server is not None and thread is not None:
-            server.should_exit = True
+        if thread is not None:
             thread.join(timeout=10)
+        faulthandler.cancel_dump_traceback_later()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("gateway stopped")

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import yaml
 
 from gateway.registry import Registry
@@ -64,6 +65,17 @@ def running_gateway(config: Path, *flags: str) -> Iterator[subprocess.Popen[str]
         yield proc
 
 
+def stopped(proc: subprocess.Popen[str], timeout: float = 45.0) -> int:
+    """The exit code of a gateway told to stop; on a hang, fail with what it printed (it
+    dumps its threads' stacks after SLOW_STOP_S seconds of stopping)."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"gateway still running {timeout} s after SIGTERM; stderr:\n{err[-6000:]}")
+
+
 def verify(url: str, site_id: str, item_id: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
@@ -95,7 +107,7 @@ def test_verify_asks_a_running_gateway_and_exits_by_decision(
         rejected = verify(mosquitto.url, site_id, epc(2), "--json")
         bad = verify(mosquitto.url, site_id, "not-an-id")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
+        assert stopped(proc) == 0
     assert passed.returncode == 0, passed.stderr
     assert passed.stdout.startswith(f"PASS  {item(1).key}  ")
     assert "ledger.ok" in passed.stdout
@@ -124,7 +136,7 @@ def test_gateway_run_serves_the_http_api_too_and_goes_offline_on_sigterm(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=10) as resp:
             assert resp.status == 200
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
+        assert stopped(proc) == 0
     inbox = Inbox()
     topic = SiteTopics(site_id).gateway_status
     with running_client(mosquitto.url, f"probe-{site_id}", [topic], inbox.on_message):
@@ -191,7 +203,7 @@ def test_gateway_run_with_two_workers_starts_a_second_process_that_answers_too(
             )
         )
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert stopped(proc) == 0
     counters = own_counters()
     assert counters["w1.requests"] > 0
     assert counters["w2.requests"] > 0
