@@ -108,6 +108,10 @@ class GateSettings(BaseModel):
     )
 
 
+# The settings of gates not listed, by kind: shared (frozen), not rebuilt per lookup.
+_UNLISTED: Final = {kind: GateSettings(kind=kind) for kind in GateKind}
+
+
 class MqttSettings(BaseModel):
     """The MQTT verification service."""
 
@@ -307,10 +311,10 @@ class GatewayConfig(BaseModel):
         if found is not None:
             return found
         if _INBOUND_ID.match(gate):
-            return GateSettings(kind=GateKind.INBOUND)
+            return _UNLISTED[GateKind.INBOUND]
         if _OUTBOUND_ID.match(gate):
-            return GateSettings(kind=GateKind.OUTBOUND)
-        return GateSettings(kind=GateKind.INSPECTION)
+            return _UNLISTED[GateKind.OUTBOUND]
+        return _UNLISTED[GateKind.INSPECTION]
 
     def read_point(self, gate: str) -> str:
         """EPCIS readPoint of ``gate``."""

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 __all__ = ["Counters", "RefusalLog"]
 
@@ -27,6 +27,13 @@ class Counters:
         """Add ``n`` to counter ``name``."""
         with self._lock:
             self._counts[name] += n
+
+    def add_many(self, counts: Iterable[tuple[str, int]]) -> None:
+        """Add each ``(name, n)`` of ``counts``, all under one lock (the hot path's way)."""
+        with self._lock:
+            tally = self._counts
+            for name, n in counts:
+                tally[name] += n
 
     def get(self, name: str) -> int:
         """The current value of ``name`` (0 if never bumped)."""

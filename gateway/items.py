@@ -156,18 +156,35 @@ _VERSION_MARK: Final = "items_version"
 
 
 _new_record = tuple.__new__
+_date = dt.date.fromisoformat
 
 
-def _record(row: Sequence[Any]) -> ItemRecord:
-    """The record of a ``gw_items`` row (columns in ``_COLUMNS`` order)."""
-    values = list(row)
-    if len(values) != _FIELDS:
-        raise ValueError(f"gw_items row has {len(values)} columns, not {_FIELDS}")
-    if values[5] is not None:
-        values[5] = dt.date.fromisoformat(values[5])
-    values[7] = _STATUS[values[7]]
-    values[13] = _STATUS[values[13]]
-    return _new_record(ItemRecord, values)
+def _record(row: Sequence[Any], at: int = 0) -> ItemRecord:
+    """The record of a ``gw_items`` row (columns in ``_COLUMNS`` order) that starts at
+    column ``at`` of ``row`` (a row joined to others), built without copying the row."""
+    if len(row) - at != _FIELDS:
+        raise ValueError(f"gw_items row has {len(row) - at} columns, not {_FIELDS}")
+    expiry = row[at + 5]
+    return _new_record(
+        ItemRecord,
+        (
+            row[at],
+            row[at + 1],
+            row[at + 2],
+            row[at + 3],
+            row[at + 4],
+            None if expiry is None else _date(expiry),
+            row[at + 6],
+            _STATUS[row[at + 7]],
+            row[at + 8],
+            row[at + 9],
+            row[at + 10],
+            row[at + 11],
+            row[at + 12],
+            _STATUS[row[at + 13]],
+            row[at + 14],
+        ),
+    )
 
 
 def _row(r: ItemRecord) -> tuple[Any, ...]:
@@ -695,7 +712,7 @@ class ItemProjection:
         rows = self.store._execute(sql, (list(keys),) if self._pg else keys)
         width = len(rows[0]) - _FIELDS
         try:
-            records = {row[width]: _record(row[width:]) for row in rows if row[width] is not None}
+            records = {row[width]: _record(row, width) for row in rows if row[width] is not None}
         except (KeyError, TypeError, ValueError) as exc:
             raise ProjectionError(f"gw_items holds a row this code cannot read: {exc}") from exc
         return tuple(rows[0][:width]), records

@@ -7,14 +7,16 @@ gate's retained ``status``. It publishes its own availability, retained, on
 ``provgate/v1/{site}/gateway/status``, with a last will that flips it to offline, and
 resubscribes after every reconnect.
 
-Requests are authenticated on the MQTT client's network thread
-(:meth:`RequestVerifier.check_payload`). A batch request is verified right there; a
-single-item request goes to the verify thread, which takes every request waiting (up to
-1,000 items) and verifies them in as few ``verify_many`` calls as the rules allow (one
-per gate kind, for requests of distinct items), so that under load the database round
-trips of a verification are shared by many requests. Each reply, a ``verdict`` or
-``batch_verdict`` bound to its request's id and MAC, is sealed with the gate's key and
-published on the gate's verdict topic. Anything refused is counted by kind, logged once
+Requests are authenticated (:meth:`RequestVerifier.check_payload`) and answered on the
+MQTT client's network thread: no hand-off to another thread, whose wake-ups and GIL
+switches cost more CPU than verifying a request. While the next packet in the socket's
+receive buffer is a whole PUBLISH (paho reads it next and calls back again), a request is
+held; then every request held (up to 32, or 1,000 items) is verified in as few
+``verify_many`` calls as the rules allow (one per gate kind, for requests of distinct
+items), so that under load the database round trips of a verification are shared by many
+requests. Each reply, a ``verdict`` or ``batch_verdict`` bound to its request's id and
+MAC, is built from the wire templates, sealed with the gate's key and published on the
+gate's verdict topic. Anything refused is counted by kind, logged once
 per burst, and answered with a sealed ``error`` when the gate is known from the topic.
 Events, heartbeats and statuses go through a bounded queue to a background thread that
 owns the database writes (ledger appends, gate status), so a slow disk never delays a
@@ -23,11 +25,12 @@ verdict. Nothing a client sends can raise out of a paho callback.
 
 from __future__ import annotations
 
+import gc
 import itertools
-import json
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 from collections import Counter
@@ -59,13 +62,23 @@ from gatewire.messages import (
     Heartbeat,
     VerifyBatchRequest,
     VerifyRequest,
+    batch_verdict_body,
     decode,
     encode,
     new_message_id,
     now_ts,
+    verdict_body,
 )
 from gatewire.mqtt import BrokerAddress, make_client
-from gatewire.topics import GATEWAY, Channel, GateTopics, ParsedTopic, SiteTopics, parse_topic
+from gatewire.topics import (
+    GATEWAY,
+    Channel,
+    GateTopics,
+    ParsedTopic,
+    SiteTopics,
+    TopicError,
+    parse_topic,
+)
 
 __all__ = [
     "BatchVerifier",
@@ -88,9 +101,15 @@ _ERROR_OF: Final = {
 }
 _DECISION_COUNTER: Final = {d: f"verdict.{d.value.lower()}" for d in Decision}
 _BACKGROUND_BATCH: Final = 500
-_VERIFY_BATCH: Final = 1000
-"""Most items the verify thread takes in one go (requests waiting are answered together)."""
-_JSON: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_HELD_ITEMS: Final = 1000
+"""Most items held to be answered together (requests waiting are answered in one go)."""
+_HELD_REQUESTS: Final = 32
+"""Most requests held: the first one waits while the others are read and checked."""
+_PEEK: Final = socket.MSG_PEEK | socket.MSG_DONTWAIT
+_MAX_INFLIGHT: Final = 256
+"""Verdicts (QoS 1) paho keeps in flight, unacknowledged, before it queues the next: its
+default of 20 held back bursts of answers to held requests (measured: ~8 % more CPU per
+request under pipelined load)."""
 _STOP: Final = object()
 
 
@@ -108,7 +127,7 @@ class OutcomeLike(Protocol):
 
 
 class BatchVerifier(Protocol):
-    """What answers requests (``gateway.rules.Verifier`` fits). Called on one thread only."""
+    """What answers requests (``gateway.rules.Verifier`` fits). Called by one thread at a time."""
 
     def verify_many(self, facts: Sequence[Any], *, gate: str, now: float) -> Sequence[OutcomeLike]:
         """One outcome per item, same order."""
@@ -140,20 +159,9 @@ class StatusSink(Protocol):
         ...
 
 
-def _outcome_fields(o: OutcomeLike) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "decision": o.decision.value,
-        "reasons": list(o.reasons),
-        "inspect": o.inspect,
-    }
-    if o.ledger_state is not None:
-        fields["ledger_state"] = o.ledger_state
-    return fields
-
-
 @dataclass(frozen=True, slots=True)
 class _Accepted:
-    """An authenticated request waiting for the verify thread."""
+    """An authenticated request waiting for its answer."""
 
     gate: str
     request: VerifyRequest | VerifyBatchRequest
@@ -202,14 +210,12 @@ class _Work:
 
 class GatewayService:
     """One gateway worker on the broker. ``start()`` connects and serves in the background
-    (paho's network thread, the verify thread, the database thread); ``stop()`` goes
-    offline cleanly.
+    (paho's network thread, the database thread); ``stop()`` goes offline cleanly.
 
-    ``verifier`` answers on the verify thread. With a ``batch_verifier`` (a second one, on
-    its own database connection) batch requests are answered right on the network thread
-    instead: a 500-item batch is worth no hand-off, and measured that way it went 1.1–1.8×
-    faster. ``make_background`` is called on the background thread to build what it writes
-    with (its own database connection): it returns ``(event sink, status sink, close)``.
+    ``verifier`` answers every request, on the network thread (and, under a lock, on the
+    thread calling :meth:`stop` for the requests held then). ``make_background`` is called
+    on the background thread to build what it writes with (its own database connection):
+    it returns ``(event sink, status sink, close)``.
     """
 
     def __init__(
@@ -219,13 +225,12 @@ class GatewayService:
         make_background: Callable[[], tuple[EventSink, StatusSink, Callable[[], None]]]
         | None = None,
         *,
-        batch_verifier: BatchVerifier | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.site = config.site
         self._verifier = verifier
-        self._batch_verifier = batch_verifier
+        self._kinds: dict[str, GateKind] = {}
         self._make_background = make_background
         self._wall = wall_clock
         self.keyring = SiteKeyring(config.site, site_secret=config.site_secret_bytes())
@@ -241,13 +246,19 @@ class GatewayService:
         self._qos = config.mqtt.qos
         self._topics = SiteTopics(config.site)
         self._verdict_topics: dict[str, str] = {}
+        self._topic_of: dict[str, ParsedTopic] = {}
+        """Topics of this site's messages, parsed (each gate's few are met again and again)."""
         self._id_prefix = new_message_id()[:16]
         self._id_counter = itertools.count()
         self.counters = Counters()
         self._refusals = RefusalLog(log, limits.status_interval_s)
         self._queue: queue.Queue[_Work | object] = queue.Queue(limits.queue_size)
-        self._accepted: queue.SimpleQueue[_Accepted | object] = queue.SimpleQueue()
-        self._verify_thread: threading.Thread | None = None
+        self._held: list[_Accepted] = []
+        self._held_items = 0
+        self._answering = threading.RLock()
+        """Guards ``_held`` and the verifier (the network thread, or ``stop()``); reentrant,
+        for a publish that fails may call ``on_disconnect`` back on the same thread."""
+        self._peek_limit = limits.max_payload + 70_000  # + fixed header, topic, properties
         self._background: threading.Thread | None = None
         self._background_ready = threading.Event()
         self._background_error: BaseException | None = None
@@ -265,6 +276,7 @@ class GatewayService:
         self.client_id = f"provgate-gateway-{config.site}-{config.mqtt.worker}-{os.getpid()}"
         self._client = make_client(self.client_id, protocol)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.max_inflight_messages_set(_MAX_INFLIGHT)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
@@ -288,17 +300,12 @@ class GatewayService:
                 raise RuntimeError(
                     f"gateway: cannot open the database: {self._background_error}"
                 ) from self._background_error
-        self._verify_thread = threading.Thread(
-            target=self._verify_main, name="gateway-verify", daemon=True
-        )
-        self._verify_thread.start()
         address = BrokerAddress.from_url(self.config.mqtt.url)
         if address.username is not None:
             self._client.username_pw_set(address.username, address.password)
         try:
             self._client.connect(address.host, address.port, keepalive=self.config.mqtt.keepalive_s)
         except OSError as exc:
-            self._accepted.put(_STOP)
             self._stop_background()
             raise ConnectionError(
                 f"gateway: cannot reach the broker at {address.host}:{address.port}: {exc}"
@@ -307,17 +314,15 @@ class GatewayService:
         if not self._subscribed.wait(timeout):
             self.stop()
             raise TimeoutError("gateway: subscriptions not acknowledged by the broker")
+        _freeze_start_up_objects()
 
     def stop(self) -> None:
         """Answer the requests already accepted, publish ``online: false``, disconnect, and
         stop the background thread (which records what it holds)."""
         if self._stopping:
             return
-        self._stopping = True
-        if self._verify_thread is not None:
-            self._accepted.put(_STOP)
-            self._verify_thread.join(timeout=10.0)
-            self._verify_thread = None
+        self._stopping = True  # from now on the network thread holds no request
+        self._answer_held()
         if self._connected.is_set():
             info = self._client.publish(
                 self._topics.gateway_status, self._availability(online=False), qos=1, retain=True
@@ -395,6 +400,7 @@ class GatewayService:
     ) -> None:
         self._connected.clear()
         self._subscribed.clear()
+        self._answer_held()  # the replies wait in paho's queue for the next connection
         if not self._stopping:
             log.warning("gateway: lost the broker (%s); reconnecting", reason)
 
@@ -418,9 +424,55 @@ class GatewayService:
         except Exception:  # a paho callback must never raise: count, log, carry on
             self.counters.add("internal")
             log.exception("gateway: unexpected error handling a message on %s", msg.topic)
+        try:
+            if self._held and (self._stopping or not self._publish_waiting(client)):
+                self._answer_held()
+        except Exception:
+            self.counters.add("internal")
+            log.exception("gateway: unexpected error answering the requests held")
+
+    def _publish_waiting(self, client: mqtt.Client) -> bool:
+        """True when the next packet in the socket's receive buffer is a whole PUBLISH, so
+        that paho reads it next and calls :meth:`_on_message` again (which answers the
+        requests held, unless yet another one waits). Peeks without reading; False when
+        unsure (no plain TCP socket, a partial or other packet, an error)."""
+        sock = client.socket()
+        if type(sock) is not socket.socket:  # TLS or websockets buffer what they read
+            return False
+        try:
+            head = sock.recv(4096, _PEEK)
+        except OSError:  # nothing there (BlockingIOError) or a broken socket
+            return False
+        if len(head) < 2 or head[0] >> 4 != mqtt.PUBLISH >> 4:
+            return False
+        length, shift, at = 0, 0, 1
+        while True:  # the remaining length: a varint of at most 4 bytes
+            if at >= len(head) or at > 4:
+                return False
+            byte = head[at]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            at += 1
+            if byte < 0x80:
+                break
+        size = at + length
+        if size <= len(head):
+            return True
+        if size > self._peek_limit:
+            return False
+        try:
+            return len(sock.recv(size, _PEEK)) >= size
+        except OSError:
+            return False
 
     def _dispatch(self, client: mqtt.Client, topic_name: str, payload: bytes) -> None:
-        topic = parse_topic(topic_name)
+        topic: ParsedTopic | TopicError | None = self._topic_of.get(topic_name)
+        if topic is None:
+            topic = parse_topic(topic_name)
+            if isinstance(topic, ParsedTopic) and topic.site == self.site:
+                if len(self._topic_of) > 4096:
+                    self._topic_of.clear()
+                self._topic_of[topic_name] = topic
         if not isinstance(topic, ParsedTopic) or topic.site != self.site:
             self._refused("topic", "bad_topic", f"not a topic of site {self.site}: {topic_name!r}")
             return
@@ -444,83 +496,92 @@ class GatewayService:
             )
             return
         accepted = _Accepted(gate, result.message, result.mac)
-        if self._batch_verifier is not None and not isinstance(result.message, VerifyRequest):
-            self._answer_group(self._batch_verifier, gate, [accepted])
-            return
-        self._accepted.put(accepted)
+        with self._answering:
+            self._held.append(accepted)
+            self._held_items += accepted.size
+            full = self._held_items >= _HELD_ITEMS or len(self._held) >= _HELD_REQUESTS
+        if full:
+            self._answer_held()
 
-    # ---- verify thread: answers every accepted request, several at once under load -------
+    # ---- answers: every request held, several per verify call ----------------------------
 
-    def _verify_main(self) -> None:
-        pending = self._accepted
-        while True:
-            first = pending.get()
-            if first is _STOP:
+    def _answer_held(self) -> None:
+        """Answer every request held, in as few ``verify_many`` calls as the rules allow."""
+        with self._answering:
+            work, self._held, self._held_items = self._held, [], 0
+            if not work:
                 return
-            work: list[_Accepted] = [first]  # type: ignore[list-item]
-            items = work[0].size
-            stop = False
-            while items < _VERIFY_BATCH:
-                try:
-                    more = pending.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stop = True
-                    break
-                assert isinstance(more, _Accepted)
-                work.append(more)
-                items += more.size
             try:
-                self._answer(work)
-            except Exception:  # never let the verify thread die
+                for gate, group in _calls(work, self._kind):
+                    self._answer_group(self._verifier, gate, group)
+            except Exception:  # a paho callback must never raise
                 self.counters.add("internal")
                 log.exception("gateway: unexpected error answering %d request(s)", len(work))
-            if stop:
-                return
 
-    def _answer(self, work: list[_Accepted]) -> None:
-        """Verify the waiting requests, as few calls as the rules allow, and reply to each."""
-        for gate, group in _calls(work, lambda g: self.config.gate(g).kind):
-            self._answer_group(self._verifier, gate, group)
+    def _kind(self, gate: str) -> GateKind:
+        kind = self._kinds.get(gate)
+        if kind is None:
+            if len(self._kinds) > 4096:
+                self._kinds.clear()
+            kind = self._kinds[gate] = self.config.gate(gate).kind
+        return kind
 
     def _answer_group(self, verifier: BatchVerifier, gate: str, group: list[_Accepted]) -> None:
         """One ``verify_many`` call (as asked by ``gate``) for ``group``, then one reply
         to each request's gate."""
-        counters = self.counters
         facts: list[Any] = []
+        singles = 0
         for w in group:
             if isinstance(w.request, VerifyRequest):
-                counters.add("requests")
+                singles += 1
                 facts.append(w.request)
             else:
-                counters.add("batch_requests")
                 facts.extend(w.request.items)
-        counters.add("items", len(facts))
-        counters.add("verify_calls")
+        counts = Counter({"items": len(facts), "verify_calls": 1})
+        if singles:
+            counts["requests"] = singles
+        if singles < len(group):
+            counts["batch_requests"] = len(group) - singles
         try:
             outcomes = verifier.verify_many(facts, gate=gate, now=self._wall())
             if len(outcomes) != len(facts):
                 raise RuntimeError(f"{len(outcomes)} outcomes for {len(facts)} items")
         except Exception:
-            counters.add("internal")
+            counts["internal"] += 1
+            self.counters.add_many(counts.items())
             log.exception("gateway: verification of %d request(s) failed", len(group))
             for w in group:
                 refused = Refused(RefusalReason.MALFORMED, "", w.request.id, w.mac)
                 self._reply_error(self._client, w.gate, ErrorCode.INTERNAL, refused)
             return
-        decisions: Counter[Decision] = Counter(o.decision for o in outcomes)
-        for decision, n in decisions.items():
-            counters.add(_DECISION_COUNTER[decision], n)
-        publish, qos, ts = self._client.publish, self._qos, now_ts()
+        counts.update([_DECISION_COUNTER[o.decision] for o in outcomes])
+        self.counters.add_many(counts.items())
+        publish, qos, ts, site = self._client.publish, self._qos, now_ts(), self.site
         at = 0
         for w in group:
-            if isinstance(w.request, VerifyRequest):
-                body = self._verdict_body(w, outcomes[at], ts)
+            request = w.request
+            if isinstance(request, VerifyRequest):
+                body = verdict_body(
+                    msg_id=self._reply_id(),
+                    site=site,
+                    gate=w.gate,
+                    ts=ts,
+                    request_id=request.id,
+                    request_mac=w.mac,
+                    outcome=outcomes[at],
+                )
                 at += 1
             else:
-                size = len(w.request.items)
-                body = self._batch_verdict_body(w, outcomes[at : at + size], ts)
+                size = len(request.items)
+                body = batch_verdict_body(
+                    msg_id=self._reply_id(),
+                    site=site,
+                    gate=w.gate,
+                    ts=ts,
+                    request_id=request.id,
+                    request_mac=w.mac,
+                    results=outcomes[at : at + size],
+                )
                 at += size
             key = self.keyring.key_for(w.gate)
             assert key is not None  # the request was MACed with it
@@ -531,39 +592,6 @@ class GatewayService:
         request's random id and MAC), so a per-worker random prefix and a counter do, which
         spares a system call per verdict (``os.urandom``)."""
         return f"{self._id_prefix}{next(self._id_counter):016x}"
-
-    def _verdict_body(self, w: _Accepted, o: OutcomeLike, ts: float) -> bytes:
-        """A ``verdict`` body as :func:`gatewire.messages.encode` would write it, built
-        without model validation (the values come from the verifier and the request)."""
-        body: dict[str, Any] = {
-            "v": 1,
-            "type": "verdict",
-            "id": self._reply_id(),
-            "ts": ts,
-            "site": self.site,
-            "gate": w.gate,
-            "request_id": w.request.id,
-            "request_mac": w.mac,
-            **_outcome_fields(o),
-        }
-        return _JSON(body).encode()
-
-    def _batch_verdict_body(
-        self, w: _Accepted, outcomes: Sequence[OutcomeLike], ts: float
-    ) -> bytes:
-        """A ``batch_verdict`` body, built like :meth:`_verdict_body`."""
-        body: dict[str, Any] = {
-            "v": 1,
-            "type": "batch_verdict",
-            "id": self._reply_id(),
-            "ts": ts,
-            "site": self.site,
-            "gate": w.gate,
-            "request_id": w.request.id,
-            "request_mac": w.mac,
-            "results": [{"index": i, **_outcome_fields(o)} for i, o in enumerate(outcomes)],
-        }
-        return _JSON(body).encode()
 
     def _verdict_topic(self, gate: str) -> str:
         topic = self._verdict_topics.get(gate)
@@ -743,6 +771,22 @@ class GatewayService:
             log.exception("gateway: could not record its own status")
 
 
+_frozen = threading.Event()
+
+
+def _freeze_start_up_objects() -> None:
+    """Once per process: collect, then move every object alive (modules, pydantic schemas,
+    config, caches) out of the cyclic collector's sight (:func:`gc.freeze`). Collections
+    triggered while a 500-item batch is decoded then scan only what serving allocated,
+    not the tens of thousands of start-up objects each time (measured: 12–15 % less CPU
+    per batch item)."""
+    if _frozen.is_set():
+        return
+    _frozen.set()
+    gc.collect()
+    gc.freeze()
+
+
 def _is_message_id(value: str) -> bool:
     return (
         8 <= len(value) <= 64 and all(c.isalnum() or c in "_-" for c in value) and value.isascii()
@@ -751,38 +795,28 @@ def _is_message_id(value: str) -> bool:
 
 def open_service(config: GatewayConfig) -> GatewayService:
     """A worker on the ledger of ``config``: the rules' :class:`~gateway.rules.Verifier` on
-    the verify thread and another on the network thread (batches), each with its own
-    database connection, and gate events, heartbeats and its own status written on a third
-    one (the background thread's). Not started."""
+    its own database connection (the network thread's), and gate events, heartbeats and
+    its own status written on another one (the background thread's). Not started."""
     from gateway.ingest import EventIngestor
     from gateway.ledger.ledger import Ledger
     from gateway.ledger.signing import Keystore
-    from gateway.ledger.store import SqlStore, open_store
+    from gateway.ledger.store import open_store
     from gateway.registry import Registry
     from gateway.rules import Verifier
 
     site_key = Keystore(config.keys_dir()).load_or_generate(config.site_org)
-    stores: list[SqlStore] = []
-
-    def close() -> None:
-        for store in stores:
-            store.close()
-
-    def verifier() -> Verifier:
-        stores.append(open_store(config.ledger_url))
-        return Verifier(
-            stores[-1],
+    store = open_store(config.ledger_url)
+    try:
+        verifier = Verifier(
+            store,
             config.policy,
             site=config.site_org,
             inspection_secret=config.inspection_secret_bytes(),
             aliases=[config.location],
             inbound=lambda gate: config.gate(gate).kind is GateKind.INBOUND,
         )
-
-    try:
-        singles, batches = verifier(), verifier()
     except BaseException:
-        close()
+        store.close()
         raise
 
     def background() -> tuple[EventSink, StatusSink, Callable[[], None]]:
@@ -793,6 +827,6 @@ def open_service(config: GatewayConfig) -> GatewayService:
             ledger.close()
             raise
 
-    service = GatewayService(config, singles, background, batch_verifier=batches)
-    service.on_stopped = close
+    service = GatewayService(config, verifier, background)
+    service.on_stopped = store.close
     return service

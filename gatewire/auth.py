@@ -24,6 +24,7 @@ replayed requests. Verifiers never raise on bad input.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 import threading
@@ -32,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, TypeAlias, TypeVar
 
 from gatewire.messages import (
     DEFAULT_MAX_PAYLOAD,
@@ -49,6 +50,9 @@ from gatewire.messages import (
     encode,
 )
 from gatewire.topics import GATEWAY, is_valid_id
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 KEY_SIZE: Final = 32
 MIN_SITE_SECRET: Final = 16
@@ -86,8 +90,41 @@ def derive_gate_key(site_secret: bytes, site: str, gate: str) -> bytes:
 
 
 def compute_mac(body: bytes, key: bytes) -> str:
-    """``hex(HMAC-SHA256(key, MAC_TAG + body))``: the MAC of a body, 64 lowercase hex."""
-    return hmac.digest(key, MAC_TAG + body, "sha256").hex()
+    """``hex(HMAC-SHA256(key, MAC_TAG + body))``: the MAC of a body, 64 lowercase hex.
+
+    Computed from SHA-256 states precomputed per key (RFC 2104's inner and outer pads,
+    the inner one past ``MAC_TAG`` too): the same value as :func:`hmac.digest`, at less
+    than half its cost here (OpenSSL 3 sets up a whole MAC context per one-shot call).
+    """
+    states = _MAC_STATES.get(key)
+    if states is None:
+        states = _mac_states(key)
+    inner = states[0].copy()
+    inner.update(body)
+    outer = states[1].copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
+
+
+_MAC_STATES: dict[bytes, tuple[_Hash, _Hash]] = {}
+"""Per key: SHA-256 states after ``key ^ ipad`` + ``MAC_TAG``, and after ``key ^ opad``."""
+_MAC_STATES_MAX: Final = 4096
+_BLOCK: Final = 64  # SHA-256's block size
+
+
+def _mac_states(key: bytes) -> tuple[_Hash, _Hash]:
+    padded = (hashlib.sha256(key).digest() if len(key) > _BLOCK else key).ljust(_BLOCK, b"\0")
+    inner = hashlib.sha256(padded.translate(_IPAD))
+    inner.update(MAC_TAG)
+    states = inner, hashlib.sha256(padded.translate(_OPAD))
+    if len(_MAC_STATES) >= _MAC_STATES_MAX:
+        _MAC_STATES.clear()
+    _MAC_STATES[bytes(key)] = states
+    return states
+
+
+_IPAD: Final = bytes(b ^ 0x36 for b in range(256))
+_OPAD: Final = bytes(b ^ 0x5C for b in range(256))
 
 
 def seal_body(body: bytes, key: bytes) -> bytes:
