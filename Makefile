@@ -6,16 +6,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Second environment for older Pi images: tflite-runtime 2.14 with NumPy < 2, OpenCV <= 4.11.
+LEGACY_VENV  := .venv-legacy
+LEGACY_STAMP := $(LEGACY_VENV)/.installed-stamp
 # Debian packages the tests need, as "binary:package" pairs.
 SYSTEM_DEPS := mosquitto:mosquitto pg_ctlcluster:postgresql
 SBIN_PATH := /usr/sbin:/usr/local/sbin:$(PATH)
 
-.PHONY: demo test lint typecheck pytest bench system-deps venv clean
+.PHONY: demo test lint typecheck pytest pytest-legacy bench system-deps venv clean
 
 demo: $(STAMP)
 	$(BIN)/provgate demo
 
-test: system-deps $(STAMP) lint typecheck pytest
+test: system-deps $(STAMP) lint typecheck pytest pytest-legacy
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -27,6 +30,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
+# The vision tests again, on tflite-runtime 2.14 (the tests check that runtime was the one used).
+pytest-legacy: $(LEGACY_STAMP)
+	PROVGATE_TFLITE_RUNTIME=tflite_runtime $(LEGACY_VENV)/bin/pytest tests/vision -p no:cacheprovider
+
 bench: system-deps $(STAMP)
 	$(BIN)/python -m bench
 
@@ -36,8 +43,13 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "provgate needs Python 3.11 or newer: install python3.11 and run make PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,litert]'
 	touch $(STAMP)
+
+$(LEGACY_STAMP): pyproject.toml
+	test -x $(LEGACY_VENV)/bin/python || $(PYTHON) -m venv $(LEGACY_VENV)
+	$(LEGACY_VENV)/bin/python -m pip install --quiet -e '.[dev,tflite-legacy]'
+	touch $(LEGACY_STAMP)
 
 # Installs missing Debian packages when run as root; otherwise names them and stops.
 system-deps:
@@ -57,4 +69,4 @@ system-deps:
 	fi
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LEGACY_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

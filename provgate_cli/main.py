@@ -10,6 +10,7 @@ from importlib.metadata import version as dist_version
 
 import typer
 
+from edge_agent.vision.cli import app as vision_app
 from gateway.cli import app as ledger_app
 from gateway.cli import gateway_app, verify_cmd
 from gateway.config import CONFIG_KEY, check_config_mapping
@@ -30,6 +31,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(sim_app, name="sim")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(vision_app, name="vision")
 app.command("verify")(verify_cmd)
 # Appended, not registered in front: a gateway config has no `type:`, so the order does not
 # decide anything, and device profiles stay first in the "expected …" message.

@@ -10,8 +10,9 @@ any such source as a network camera.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -19,8 +20,11 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from edge_agent.vision.layout import LabelKind
 from hardware.camera.config import SourceKind
 from hardware.camera.sources import FrameSource, ReadResult, ReadStatus
+from simulators.labels import LabelSample, RenderConfig, normalise_item_id, render_sample
+from simulators.labels.render import sample_seed
 
 __all__ = [
     "SEQ_CODE_BITS",
@@ -28,6 +32,7 @@ __all__ = [
     "SyntheticCamera",
     "SyntheticFrameSource",
     "draw_seq_code",
+    "label_frames",
     "placeholder_label",
     "read_seq_code",
     "write_image_folder",
@@ -95,6 +100,43 @@ def placeholder_label(width: int = 640, height: int = 480) -> FrameRenderer:
         )
         draw_seq_code(image, seq)
         return image
+
+    return render
+
+
+def label_frames(
+    item_ids: Sequence[str],
+    seed: int = 0,
+    *,
+    kinds: Sequence[LabelKind] | None = None,
+    frames_per_item: int = 2,
+    config: RenderConfig | None = None,
+) -> FrameRenderer:
+    """Rendered labels of items passing a gate, ``frames_per_item`` frames each.
+
+    Frame ``seq`` shows item ``(seq // frames_per_item) % len(item_ids)`` (the belt loops);
+    with two frames per item they are lighting angle A then B. Item ``i`` is
+    ``render_sample(sample_seed(seed, i), kinds[i], item_id=item_ids[i], …)`` (all genuine
+    without ``kinds``), so a test can re-render what the gate saw.
+    """
+    if not item_ids:
+        raise ValueError("label_frames needs at least one item ID")
+    if kinds is not None and len(kinds) != len(item_ids):
+        raise ValueError(f"{len(kinds)} kinds for {len(item_ids)} items")
+    if frames_per_item not in (1, 2):
+        raise ValueError(f"frames_per_item must be 1 or 2, got {frames_per_item}")
+    ids = [normalise_item_id(item) for item in item_ids]  # bad IDs fail here, not mid-run
+    kind_of = [LabelKind(k) for k in kinds] if kinds is not None else None
+
+    @functools.lru_cache(maxsize=2)
+    def sample(index: int) -> LabelSample:
+        kind = kind_of[index] if kind_of is not None else LabelKind.GENUINE
+        own = sample_seed(seed, index)
+        return render_sample(own, kind, item_id=ids[index], frames=frames_per_item, config=config)
+
+    def render(seq: int) -> NDArray[np.uint8]:
+        item, shot = divmod(seq, frames_per_item)
+        return sample(item % len(ids)).frames[shot]
 
     return render
 

@@ -1,0 +1,198 @@
+"""Labelled label images for training and evaluation, prepared exactly as the gate sees them.
+
+Every frame, photographed or rendered, goes through the runtime's own preprocessing
+(:func:`edge_agent.vision.preprocess.locate_label` and :func:`warp_label`), so the model
+trains on what the gate will feed it. Frames where no label is found are counted and
+left out. Two sources: an image folder with ``genuine/`` and ``counterfeit/`` subfolders
+(a photo of a counterfeit in ``counterfeit/<kind>/`` is counted under that kind), or
+labels rendered fresh by :func:`simulators.labels.render_dataset` (:class:`SyntheticSpec`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_agent.vision.layout import LabelKind
+from edge_agent.vision.model_card import RenderSeeds
+from edge_agent.vision.preprocess import locate_label, warp_label
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "DatasetError",
+    "LabelSet",
+    "Progress",
+    "SyntheticSpec",
+    "load_folder",
+    "prepare_frame",
+    "render_synthetic",
+]
+
+Progress = Callable[[str, float], None]
+"""Progress report: what is happening, and the fraction done (0–1) of that stage."""
+
+IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png"})
+_COUNTERFEIT: Final = "counterfeit"
+_REPORT_EVERY: Final = 200
+
+
+class DatasetError(ValueError):
+    """The training data cannot be used (missing folders, no usable images)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticSpec:
+    """Labels to render for training: ``render_dataset(seed, samples)``, frame A of each."""
+
+    samples: int
+    seed: int = 1_000_000
+    counterfeit_share: float = 0.5
+
+    @property
+    def seeds(self) -> RenderSeeds:
+        """The render seeds these labels use."""
+        return RenderSeeds(seed=self.seed, count=self.samples)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSet:
+    """Warped label images (N × H × W × 3 BGR uint8), whether each is genuine, its kind."""
+
+    images: NDArray[np.uint8]
+    genuine: NDArray[np.bool_]
+    kinds: tuple[str, ...]
+    frames: int
+    skipped_no_label: int
+    unreadable_files: int
+    description: str
+    seeds: RenderSeeds | None = None
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+
+def prepare_frame(frame: NDArray[np.uint8], height: int, width: int) -> NDArray[np.uint8] | None:
+    """The label in ``frame`` warped upright to ``width`` × ``height``, or None if not found."""
+    corners = locate_label(frame)
+    if corners is None:
+        return None
+    return warp_label(frame, corners, width, height)
+
+
+def _collect(
+    items: Iterable[tuple[NDArray[np.uint8] | None, bool, str]],
+    total: int,
+    height: int,
+    width: int,
+    stage: str,
+    progress: Progress | None,
+) -> tuple[list[NDArray[np.uint8]], list[bool], list[str], int, int, int]:
+    images: list[NDArray[np.uint8]] = []
+    genuine: list[bool] = []
+    kinds: list[str] = []
+    frames = skipped = unreadable = 0
+    for frame, is_genuine, kind in items:
+        frames += 1
+        if frame is None:
+            unreadable += 1
+        elif (label := prepare_frame(frame, height, width)) is None:
+            skipped += 1
+        else:
+            images.append(label)
+            genuine.append(is_genuine)
+            kinds.append(kind)
+        if progress is not None and (frames % _REPORT_EVERY == 0 or frames == total):
+            progress(stage, frames / max(total, 1))
+    return images, genuine, kinds, frames, skipped, unreadable
+
+
+def _stack(images: list[NDArray[np.uint8]], height: int, width: int) -> NDArray[np.uint8]:
+    if not images:
+        return np.zeros((0, height, width, 3), dtype=np.uint8)
+    return np.stack(images).astype(np.uint8, copy=False)
+
+
+def _folder_files(root: Path) -> list[tuple[Path, bool, str]]:
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a directory")
+    files: list[tuple[Path, bool, str]] = []
+    for sub, is_genuine in ((LabelKind.GENUINE.value, True), (_COUNTERFEIT, False)):
+        folder = root / sub
+        if not folder.is_dir():
+            raise DatasetError(f"{root} needs a {sub}/ subfolder of images")
+        for path in sorted(folder.rglob("*")):
+            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+                continue
+            nested = path.relative_to(folder).parts
+            kind = sub if is_genuine or len(nested) == 1 else nested[0]
+            files.append((path, is_genuine, kind))
+    if not any(g for _, g, _ in files) or all(g for _, g, _ in files):
+        raise DatasetError(f"{root} needs images in both genuine/ and counterfeit/")
+    return files
+
+
+def _read_images(
+    files: list[tuple[Path, bool, str]],
+) -> Iterator[tuple[NDArray[np.uint8] | None, bool, str]]:
+    for path, is_genuine, kind in files:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        yield (None if image is None else np.asarray(image, np.uint8)), is_genuine, kind
+
+
+def load_folder(root: Path, height: int, width: int, progress: Progress | None = None) -> LabelSet:
+    """Every image under ``root/genuine`` and ``root/counterfeit``, located and warped."""
+    files = _folder_files(root)
+    images, genuine, kinds, frames, skipped, unreadable = _collect(
+        _read_images(files), len(files), height, width, "reading images", progress
+    )
+    if not images:
+        raise DatasetError(f"no label found in any image under {root}")
+    return LabelSet(
+        images=_stack(images, height, width),
+        genuine=np.array(genuine, dtype=np.bool_),
+        kinds=tuple(kinds),
+        frames=frames,
+        skipped_no_label=skipped,
+        unreadable_files=unreadable,
+        description=f"Photographs from {root.name}/ (genuine/ and counterfeit/ subfolders).",
+    )
+
+
+def render_synthetic(
+    spec: SyntheticSpec, height: int, width: int, progress: Progress | None = None
+) -> LabelSet:
+    """``spec.samples`` freshly rendered camera frames, located and warped."""
+    from simulators.labels import RenderConfig, render_dataset
+
+    if spec.samples < 1:
+        raise DatasetError("synthetic data needs at least one sample")
+    config = RenderConfig(counterfeit_share=spec.counterfeit_share)
+    rendered = (
+        (s.frames[0], s.kind is LabelKind.GENUINE, s.kind.value)
+        for s in render_dataset(spec.seed, spec.samples, config=config, frames=1)
+    )
+    images, genuine, kinds, frames, skipped, unreadable = _collect(
+        rendered, spec.samples, height, width, "rendering labels", progress
+    )
+    if not images:
+        raise DatasetError("no label found in any rendered frame")
+    return LabelSet(
+        images=_stack(images, height, width),
+        genuine=np.array(genuine, dtype=np.bool_),
+        kinds=tuple(kinds),
+        frames=frames,
+        skipped_no_label=skipped,
+        unreadable_files=unreadable,
+        description=(
+            f"Synthetic labels rendered by simulators.labels: render_dataset(seed={spec.seed}, "
+            f"n={spec.samples}), {spec.counterfeit_share:.0%} counterfeit over all counterfeit "
+            "kinds, default capture variation, frame A (first lighting angle) of each."
+        ),
+        seeds=spec.seeds,
+    )

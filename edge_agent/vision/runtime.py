@@ -1,0 +1,202 @@
+"""Load the label model on whichever TFLite runtime is installed, and classify with it.
+
+Two runtimes share one ``Interpreter`` API: ai-edge-litert (current, NumPy 2) and
+tflite-runtime 2.14 (older Pi images, NumPy < 2). ``auto`` prefers the first and falls
+back to the second; ``PROVGATE_TFLITE_RUNTIME`` overrides ``auto`` (the legacy test
+environment sets it). The model takes one upright BGR label image, [1, H, W, 3], and
+gives one value: the probability that the label is genuine. Its input size and both
+quantisations are read from the model file.
+
+A :class:`LoadedModel` wraps one interpreter, which is not thread-safe: use it from one
+thread at a time (the vision worker owns one).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal, get_args
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "RUNTIME_ENV",
+    "LoadedModel",
+    "ModelLoadError",
+    "Quantisation",
+    "RuntimeName",
+    "RuntimeUnavailableError",
+    "interpreter_class",
+    "load_interpreter",
+]
+
+RuntimeName = Literal["auto", "ai_edge_litert", "tflite_runtime"]
+RUNTIME_ENV: Final = "PROVGATE_TFLITE_RUNTIME"
+_MODULES: Final = {
+    "ai_edge_litert": ("ai_edge_litert.interpreter", "pip install ai-edge-litert"),
+    "tflite_runtime": (
+        "tflite_runtime.interpreter",
+        "pip install 'tflite-runtime==2.14.0' 'numpy<2' (the tflite-legacy extra)",
+    ),
+}
+_MAX_MODEL_BYTES: Final = 64 * 1024 * 1024
+
+
+class RuntimeUnavailableError(RuntimeError):
+    """No usable TFLite runtime is installed (or the one asked for is not)."""
+
+
+class ModelLoadError(RuntimeError):
+    """The model file is missing, unreadable, or not a label model this code can run."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quantisation:
+    """Affine quantisation of a tensor: real = scale · (q - zero_point); scale 0 = float."""
+
+    scale: float
+    zero_point: int
+
+    @property
+    def is_float(self) -> bool:
+        """Whether the tensor holds real values rather than quantised integers."""
+        return self.scale == 0.0
+
+
+def _requested(runtime: RuntimeName) -> RuntimeName:
+    if runtime != "auto":
+        return runtime
+    override = os.environ.get(RUNTIME_ENV, "").strip()
+    if not override:
+        return "auto"
+    if override not in get_args(RuntimeName):
+        choices = ", ".join(get_args(RuntimeName))
+        raise RuntimeUnavailableError(f"{RUNTIME_ENV}={override!r}: expected one of {choices}")
+    return override  # type: ignore[return-value]  # checked against the Literal above
+
+
+def interpreter_class(runtime: RuntimeName = "auto") -> tuple[str, Any]:
+    """The runtime's name and its ``Interpreter`` class: the one asked for, or the first found."""
+    requested = _requested(runtime)
+    names = list(_MODULES) if requested == "auto" else [requested]
+    failures = []
+    for name in names:
+        module_name, install = _MODULES[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            failures.append(f"{name} ({exc}; {install})")
+            continue
+        return name, module.Interpreter
+    raise RuntimeUnavailableError("no TFLite runtime could be imported: " + "; ".join(failures))
+
+
+def _quantisation(detail: dict[str, Any]) -> Quantisation:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return Quantisation(float(scale), int(zero_point))
+
+
+class LoadedModel:
+    """A label model ready to classify upright BGR label images of its input size."""
+
+    def __init__(self, interpreter: Any, runtime: str) -> None:
+        self.interpreter = interpreter
+        self.runtime = runtime
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelLoadError("a label model has one input and one output tensor")
+        shape = [int(n) for n in inputs[0]["shape"]]
+        if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or min(shape[1:3]) < 8:
+            raise ModelLoadError(f"model input must be [1, H, W, 3] BGR; it is {shape}")
+        if int(np.prod(outputs[0]["shape"])) != 1:
+            raise ModelLoadError(f"model output must be one value; it is {outputs[0]['shape']}")
+        self.height, self.width = shape[1], shape[2]
+        self.input_dtype: np.dtype[Any] = np.dtype(inputs[0]["dtype"])
+        self.input_quantisation = _quantisation(inputs[0])
+        self.output_quantisation = _quantisation(outputs[0])
+        if self.input_dtype not in (np.int8, np.uint8, np.float32):
+            raise ModelLoadError(f"unsupported model input type {self.input_dtype}")
+        if self.input_dtype != np.float32 and self.input_quantisation.is_float:
+            raise ModelLoadError("integer model input without quantisation parameters")
+        self._input_index = int(inputs[0]["index"])
+        self._output_index = int(outputs[0]["index"])
+        self._input_shape = tuple(shape)
+        self._quantise = self._quantiser()
+
+    def _quantiser(self) -> Callable[[NDArray[np.uint8]], NDArray[Any]]:
+        """The cheapest exact mapping from uint8 pixels (real value x/255) to the input."""
+        q = self.input_quantisation
+        if self.input_dtype == np.float32:
+            return lambda image: image.astype(np.float32) * np.float32(1 / 255)
+        unit = math.isclose(q.scale * 255, 1.0, rel_tol=1e-3)
+        if unit and self.input_dtype == np.int8 and q.zero_point == -128:
+            return lambda image: np.bitwise_xor(image, np.uint8(128)).view(np.int8)
+        if unit and self.input_dtype == np.uint8 and q.zero_point == 0:
+            return lambda image: np.ascontiguousarray(image)
+        info = np.iinfo(self.input_dtype)
+        factor = np.float32(1 / (255 * q.scale))
+
+        def general(image: NDArray[np.uint8]) -> NDArray[Any]:
+            levels = np.rint(image.astype(np.float32) * factor) + q.zero_point
+            clipped: NDArray[Any] = np.clip(levels, info.min, info.max)
+            return clipped.astype(self.input_dtype)
+
+        return general
+
+    def quantise(self, label_bgr: NDArray[np.uint8]) -> NDArray[Any]:
+        """``label_bgr`` (H × W × 3, uint8) as the model's input tensor, [1, H, W, 3]."""
+        if label_bgr.shape != self._input_shape[1:] or label_bgr.dtype != np.uint8:
+            raise ValueError(
+                f"label image must be uint8 {self._input_shape[1:]}; got "
+                f"{label_bgr.dtype} {label_bgr.shape}"
+            )
+        tensor: NDArray[Any] = self._quantise(label_bgr).reshape(self._input_shape)
+        return tensor
+
+    def score_output(self, raw: NDArray[Any]) -> float:
+        """The model's output tensor as a genuine-probability in 0..1."""
+        q = self.output_quantisation
+        value = float(raw.reshape(-1)[0])
+        if not q.is_float:
+            value = q.scale * (value - q.zero_point)
+        return min(1.0, max(0.0, value)) if math.isfinite(value) else math.nan
+
+    def invoke(self, tensor: NDArray[Any]) -> float:
+        """Run the model on an already quantised input tensor; the genuine score."""
+        self.interpreter.set_tensor(self._input_index, tensor)
+        self.interpreter.invoke()
+        return self.score_output(self.interpreter.get_tensor(self._output_index))
+
+    def classify(self, label_bgr: NDArray[np.uint8]) -> float:
+        """Genuine score (0..1) of an upright BGR label image at the model's input size."""
+        return self.invoke(self.quantise(label_bgr))
+
+
+def load_interpreter(
+    model_path: Path,
+    *,
+    runtime: RuntimeName = "auto",
+    num_threads: int = 1,
+) -> LoadedModel:
+    """Build an interpreter for ``model_path`` on the chosen runtime, ready to classify."""
+    if num_threads < 1:
+        raise ValueError("num_threads must be at least 1")
+    name, interpreter_type = interpreter_class(runtime)
+    path = Path(model_path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model {path}: {exc}") from exc
+    if not path.is_file() or not 0 < size <= _MAX_MODEL_BYTES:
+        raise ModelLoadError(f"model {path} is not a file of 1 byte to 64 MiB")
+    try:
+        interpreter = interpreter_type(model_path=str(path), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"{name} cannot build an interpreter for {path}: {exc}") from exc
+    return LoadedModel(interpreter, name)

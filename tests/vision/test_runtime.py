@@ -1,0 +1,181 @@
+"""The TFLite runtime: which one is chosen, and that a real interpreter classifies."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.vision.runtime import (
+    RUNTIME_ENV,
+    LoadedModel,
+    ModelLoadError,
+    RuntimeUnavailableError,
+    interpreter_class,
+    load_interpreter,
+)
+from tests.vision.vision_model import model_under_test
+
+
+def _installed(name: str) -> bool:
+    try:
+        importlib.import_module(f"{name}.interpreter")
+    except ImportError:
+        return False
+    return True
+
+
+REQUESTED = os.environ.get(RUNTIME_ENV) or None
+"""The runtime this test run was asked to use (the legacy environment sets it)."""
+
+
+@pytest.fixture(scope="module")
+def model() -> LoadedModel:
+    return load_interpreter(model_under_test())
+
+
+@pytest.fixture
+def no_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(RUNTIME_ENV, raising=False)
+
+
+def _block(monkeypatch: pytest.MonkeyPatch, package: str) -> None:
+    """Make ``import package`` (and its submodules) fail, as if it were not installed."""
+    for name in list(sys.modules):
+        if name == package or name.startswith(package + "."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, package, None)
+
+
+def _standin_tflite_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where tflite-runtime is not installed, stand it in with ai-edge-litert's Interpreter
+    (the same API: tflite-runtime is its predecessor), so the fallback path is exercised."""
+    if _installed("tflite_runtime"):
+        return
+    litert = importlib.import_module("ai_edge_litert.interpreter")
+    package = types.ModuleType("tflite_runtime")
+    module = types.ModuleType("tflite_runtime.interpreter")
+    module.Interpreter = litert.Interpreter  # type: ignore[attr-defined]
+    package.interpreter = module  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tflite_runtime", package)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", module)
+
+
+def test_interpreter_is_built_and_classifies_into_zero_to_one(model: LoadedModel) -> None:
+    assert model.runtime == (REQUESTED or interpreter_class("auto")[0])
+    assert model.height >= 8
+    assert model.width >= 8
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        label = rng.integers(0, 256, (model.height, model.width, 3), dtype=np.uint8)
+        score = model.classify(label)
+        assert 0.0 <= score <= 1.0
+
+
+def test_input_size_and_quantisation_come_from_the_model(model: LoadedModel) -> None:
+    detail = model.interpreter.get_input_details()[0]
+    assert [1, model.height, model.width, 3] == [int(n) for n in detail["shape"]]
+    scale, zero_point = detail["quantization"]
+    assert model.input_quantisation.scale == pytest.approx(scale)
+    assert model.input_quantisation.zero_point == zero_point
+
+
+def test_quantised_input_matches_the_affine_formula(model: LoadedModel) -> None:
+    label = np.random.default_rng(1).integers(0, 256, (model.height, model.width, 3), np.uint8)
+    tensor = model.quantise(label)
+    assert tensor.shape == (1, model.height, model.width, 3)
+    q = model.input_quantisation
+    if q.is_float:
+        expected = label.astype(np.float32) / 255
+        assert np.allclose(tensor[0], expected)
+    else:
+        info = np.iinfo(tensor.dtype)
+        expected = np.clip(np.rint(label / 255 / q.scale) + q.zero_point, info.min, info.max)
+        assert np.array_equal(tensor[0].astype(np.int32), expected.astype(np.int32))
+
+
+def test_a_label_of_the_wrong_size_is_refused(model: LoadedModel) -> None:
+    with pytest.raises(ValueError, match="label image must be"):
+        model.classify(np.zeros((model.height + 1, model.width, 3), np.uint8))
+
+
+@pytest.mark.usefixtures("no_override")
+def test_auto_prefers_ai_edge_litert_when_installed() -> None:
+    if not _installed("ai_edge_litert"):
+        pytest.skip("ai-edge-litert is not installed in this environment")
+    assert interpreter_class("auto")[0] == "ai_edge_litert"
+
+
+@pytest.mark.usefixtures("no_override")
+def test_auto_falls_back_to_tflite_runtime_and_classifies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _standin_tflite_runtime(monkeypatch)
+    _block(monkeypatch, "ai_edge_litert")
+    name, _ = interpreter_class("auto")
+    assert name == "tflite_runtime"
+    fallback = load_interpreter(model_under_test())
+    assert fallback.runtime == "tflite_runtime"
+    label = np.full((fallback.height, fallback.width, 3), 200, np.uint8)
+    assert 0.0 <= fallback.classify(label) <= 1.0
+
+
+def test_environment_variable_overrides_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    _standin_tflite_runtime(monkeypatch)
+    monkeypatch.setenv(RUNTIME_ENV, "tflite_runtime")
+    assert interpreter_class("auto")[0] == "tflite_runtime"
+    monkeypatch.setenv(RUNTIME_ENV, "onnx")
+    with pytest.raises(RuntimeUnavailableError, match=RUNTIME_ENV):
+        interpreter_class("auto")
+
+
+@pytest.mark.usefixtures("no_override")
+def test_no_runtime_at_all_names_both_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    _block(monkeypatch, "ai_edge_litert")
+    _block(monkeypatch, "tflite_runtime")
+    with pytest.raises(RuntimeUnavailableError) as raised:
+        load_interpreter(model_under_test())
+    assert "ai_edge_litert" in str(raised.value)
+    assert "tflite_runtime" in str(raised.value)
+
+
+@pytest.mark.usefixtures("no_override")
+def test_an_explicit_runtime_that_is_missing_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    _block(monkeypatch, "tflite_runtime")
+    with pytest.raises(RuntimeUnavailableError, match="tflite_runtime"):
+        interpreter_class("tflite_runtime")
+
+
+def test_missing_or_invalid_model_files_are_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="cannot read"):
+        load_interpreter(tmp_path / "absent.tflite")
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"this is not a flatbuffer" * 10)
+    with pytest.raises(ModelLoadError):
+        load_interpreter(garbage)
+    empty = tmp_path / "empty.tflite"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelLoadError):
+        load_interpreter(empty)
+    with pytest.raises(ModelLoadError):
+        load_interpreter(tmp_path)
+
+
+def test_num_threads_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="num_threads"):
+        load_interpreter(model_under_test(), num_threads=0)
+
+
+def test_output_dequantisation_is_clamped_to_a_probability(model: LoadedModel) -> None:
+    q = model.output_quantisation
+    if q.is_float:
+        assert model.score_output(np.array([[1.5]], np.float32)) == 1.0
+        assert model.score_output(np.array([[-0.5]], np.float32)) == 0.0
+    else:
+        assert 0.0 <= model.score_output(np.array([[127]], np.int8)) <= 1.0
+        assert model.score_output(np.array([[q.zero_point]], np.int32)) == 0.0

@@ -1,0 +1,130 @@
+"""Training: threshold choice, held-out figures, folder data, and the optional TF stack."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_agent.vision.dataset import DatasetError, SyntheticSpec, load_folder, render_synthetic
+from edge_agent.vision.layout import LabelKind
+from edge_agent.vision.model_card import ModelCard, card_paths
+from edge_agent.vision.training import (
+    INPUT_HEIGHT,
+    INPUT_WIDTH,
+    TrainingUnavailableError,
+    held_out_metrics,
+    pick_threshold,
+    train,
+)
+from simulators.labels import render_sample
+
+HAVE_TF = importlib.util.find_spec("tensorflow") is not None
+
+
+def test_train_without_tensorflow_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` fail
+    with pytest.raises(TrainingUnavailableError, match=r"pip install 'provgate\[train\]'"):
+        train(SyntheticSpec(samples=10), tmp_path / "m.tflite", epochs=1)
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_threshold_sits_in_the_middle_of_a_clean_gap() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    genuine = np.array([False, False, False, True, True, True])
+    assert pick_threshold(scores, genuine) == pytest.approx(0.5)
+
+
+def test_threshold_favours_rejecting_a_genuine_label_over_accepting_a_fake() -> None:
+    # One fake scores 0.6, above one genuine label at 0.55: accepting both or rejecting
+    # both costs one error either way, but a fake accepted weighs more.
+    scores = np.array([0.1, 0.2, 0.6, 0.55, 0.8, 0.9])
+    genuine = np.array([False, False, False, True, True, True])
+    threshold = pick_threshold(scores, genuine)
+    assert 0.6 < threshold <= 0.8
+
+
+def test_held_out_metrics_count_each_error_kind() -> None:
+    scores = np.array([0.9, 0.2, 0.1, 0.8, 0.3, 0.7])
+    genuine = np.array([True, True, False, False, False, True])
+    kinds = ("genuine", "genuine", "patch_flat", "off_colour", "off_colour", "genuine")
+    metrics = held_out_metrics(scores, genuine, kinds, threshold=0.5)
+    assert metrics.samples == 6
+    assert metrics.accuracy == pytest.approx(4 / 6)
+    assert metrics.genuine_rejected_rate == pytest.approx(1 / 3)
+    assert metrics.counterfeit_accepted_rate == pytest.approx(1 / 3)
+    assert metrics.per_kind_recall == {
+        "genuine": pytest.approx(2 / 3),
+        "off_colour": 0.5,
+        "patch_flat": 1.0,
+    }
+
+
+def _write_folder(root: Path, per_class: int) -> None:
+    """genuine/ and counterfeit/<kind>/ photos, plus one file that is not an image."""
+    fakes = (LabelKind.PATCH_MISSING, LabelKind.OFF_COLOUR)
+    for i in range(per_class):
+        for kind, sub in ((LabelKind.GENUINE, "genuine"), (fakes[i % 2], "counterfeit")):
+            folder = root / sub / ("" if kind is LabelKind.GENUINE else kind.value)
+            folder.mkdir(parents=True, exist_ok=True)
+            frame = render_sample(10 + i, kind, frames=1).frames[0]
+            cv2.imwrite(str(folder / f"{i}.jpg"), frame)
+    (root / "genuine" / "broken.png").write_bytes(b"not a png")
+
+
+def test_folder_data_is_warped_to_the_model_input_with_kinds_from_subfolders(
+    tmp_path: Path,
+) -> None:
+    _write_folder(tmp_path, per_class=4)
+    data = load_folder(tmp_path, INPUT_HEIGHT, INPUT_WIDTH)
+    assert data.images.shape == (8, INPUT_HEIGHT, INPUT_WIDTH, 3)
+    assert data.frames == 9
+    assert data.unreadable_files == 1
+    assert int(data.genuine.sum()) == 4
+    assert sorted(set(data.kinds)) == ["genuine", "off_colour", "patch_missing"]
+
+
+def test_a_folder_without_counterfeit_images_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "genuine").mkdir()
+    with pytest.raises(DatasetError, match="counterfeit/"):
+        load_folder(tmp_path, INPUT_HEIGHT, INPUT_WIDTH)
+    (tmp_path / "counterfeit").mkdir()
+    with pytest.raises(DatasetError, match="both"):
+        load_folder(tmp_path, INPUT_HEIGHT, INPUT_WIDTH)
+
+
+def test_synthetic_data_is_warped_and_remembers_its_render_seeds() -> None:
+    data = render_synthetic(SyntheticSpec(samples=12, seed=5), INPUT_HEIGHT, INPUT_WIDTH)
+    assert data.frames == 12 == len(data) + data.skipped_no_label
+    assert data.images.shape[1:] == (INPUT_HEIGHT, INPUT_WIDTH, 3)
+    assert data.seeds is not None
+    assert data.seeds.overlaps(5, 1)
+    assert all(k in {k.value for k in LabelKind} for k in data.kinds)
+    assert list(data.genuine) == [k == "genuine" for k in data.kinds]
+    assert "render_dataset(seed=5, n=12)" in data.description
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(
+    not HAVE_TF, reason="needs TensorFlow (the optional 'train' extra, absent in CI)"
+)
+def test_training_on_a_folder_writes_an_int8_model_and_its_card(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "data", per_class=24)
+    progress: list[str] = []
+    out = tmp_path / "out" / "mine.tflite"
+    card = train(
+        tmp_path / "data", out, epochs=2, seed=3, progress=lambda m, _f: progress.append(m)
+    )
+    assert out.stat().st_size == card.model_bytes <= 300_000
+    assert ModelCard.load(card_paths(out)[0]) == card
+    assert card.training_data.source == "folder"
+    assert card.training_data.genuine + card.training_data.counterfeit == 48
+    assert (card.input.height, card.input.width, card.input.zero_point) == (96, 160, -128)
+    assert 0 < card.held_out.samples < 48
+    assert any(m.startswith("epoch 1") for m in progress)
