@@ -4,7 +4,9 @@ The gate agent (scanners → item assembly → decision → diverter) is not bui
 it is, the demo shows what exists and says so: every form of one item's ID normalising to
 one canonical ID, bad IDs refused with a reason, and the real gateway answering gates
 through a real mosquitto broker (when installed) from a freshly seeded ledger with its
-rules, with a tampered, a forged and a replayed verdict refused by the gate.
+rules, with a tampered, a forged and a replayed verdict refused by the gate, and the
+camera label check (the shipped TFLite model) on a freshly rendered genuine label and one
+of each counterfeit kind, plus a black frame and a corrupt JPEG.
 """
 
 from __future__ import annotations
@@ -72,10 +74,12 @@ def demo(
     console.print(
         "[bold]provgate demo[/bold] — [yellow]the gate agent (scan → assemble → decide → "
         "divert) is not built yet.[/yellow]\nShowing what exists: item identity, and the "
-        "gateway's authenticated verdicts from the provenance ledger over MQTT.\n"
+        "gateway's authenticated verdicts from the provenance ledger over MQTT, and the "
+        "camera label check.\n"
     )
     _show_identity(console)
     _show_wire(console, mqtt_url)
+    _show_vision(console)
 
 
 def _show_identity(console: Console) -> None:
@@ -297,3 +301,44 @@ def _describe(result: object) -> str:
         return f"[green]accepted[/green]: {result.message.decision.value}"
     reason = getattr(result, "reason", None)
     return f"[red]refused[/red]: {getattr(reason, 'value', reason)}"
+
+
+def _show_vision(console: Console) -> None:
+    """The label check on one freshly rendered label of each kind, two lighting angles."""
+    import numpy as np
+
+    from edge_agent.vision.checker import LabelChecker
+    from edge_agent.vision.layout import LabelKind
+    from edge_agent.vision.runtime import ModelLoadError, RuntimeUnavailableError
+    from simulators.labels import render_sample
+
+    console.print()
+    try:
+        checker = LabelChecker.load(two_frame=True)
+    except (ModelLoadError, RuntimeUnavailableError) as exc:
+        console.print(f"[red]camera label check unavailable: {exc}[/red]")
+        return
+    table = Table(
+        title=f"Camera label check (shipped model on {checker.runtime_name}, two lighting "
+        "angles per label)",
+        title_justify="left",
+    )
+    for column in ("label in front of the camera", "verdict", "score", "reasons", "DataMatrix"):
+        table.add_column(column)
+    shown: list[tuple[str, list[np.ndarray | bytes]]] = [
+        (kind.value.replace("_", " "), list(render_sample(2026, kind, frames=2).frames))
+        for kind in LabelKind
+    ]
+    shown.append(("black frame (lens covered)", [np.zeros((480, 640, 3), np.uint8)]))
+    shown.append(("corrupt JPEG", [b"\xff\xd8\xff\xe0 broken"]))
+    for what, frames in shown:
+        result = checker.check(frames)
+        colour = {"genuine": "green", "suspect": "red"}.get(result.verdict.value, "yellow")
+        table.add_row(
+            what,
+            f"[{colour}]{result.verdict.value}[/{colour}]",
+            "–" if result.score is None else f"{result.score:.3f}",
+            ", ".join(result.reasons) or "–",
+            result.item_id or "–",
+        )
+    console.print(table)

@@ -1,5 +1,6 @@
 """`provgate demo` (interim): says the agent is not built, shows identity and the real
-gateway's verdicts from a seeded ledger, and the gate refusing bad verdicts."""
+gateway's verdicts from a seeded ledger, the gate refusing bad verdicts, and the camera
+label check on a label of each kind."""
 
 from __future__ import annotations
 
@@ -41,3 +42,14 @@ def test_demo_runs_to_completion_and_shows_refusals() -> None:
     assert "ledger.unknown_serial" in verdicts["never commissioned (unknown serial)"]
     assert out.count("refused: bad_mac") == 2
     assert "refused: replayed" in out
+    labels = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in out.splitlines()
+        if line.count("│") >= 6
+    }
+    assert labels["genuine"] == "genuine"
+    fakes = ["patch flat", "patch missing", "logo distorted", "microtext blurred"]
+    fakes += ["wrong font", "off colour", "photocopy"]
+    assert {labels[kind] for kind in fakes} == {"suspect"}
+    assert labels["black frame (lens covered)"] == "unreadable"
+    assert labels["corrupt JPEG"] == "unreadable"
