@@ -16,6 +16,7 @@ the long edge higher in the frame.
 
 from __future__ import annotations
 
+import functools
 import math
 from enum import StrEnum
 from typing import Final
@@ -54,7 +55,7 @@ _ASPECT_SLACK: Final = 1.8
 _SAMPLES: Final = 12
 """Profiles measured across each side during refinement."""
 _SAMPLE_AT: Final = (np.arange(_SAMPLES, dtype=np.float64) + 0.5) / _SAMPLES * 0.84 + 0.08
-_MIN_STEP: Final = 24.0
+_MIN_STEP: Final = 24
 """Weakest light-to-dark step (over 2 pixels) taken as the label's edge."""
 _MIN_SIDE_POINTS: Final = 5
 """Edge points a side needs (of ``_SAMPLES``) on its fitted line to count as found."""
@@ -109,11 +110,16 @@ def _work_image(frame: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], float]:
     return np.ascontiguousarray(frame[::step, ::step, 1]), float(step)
 
 
-_NEXT: Final = np.array([1, 2, 3, 0])
-_OUTWARD: Final = np.array([1.0, -1.0])
 _SIDE_ROWS: Final = np.arange(4 * _SAMPLES)
 _SIDES: Final = np.arange(4)
-_PEAK_WINDOW: Final = np.arange(3, -1, -1)
+_PEAK_WINDOW: Final = np.arange(4)
+_NEIGHBOURS: Final = np.array([[-1], [0], [1]])
+_PARABOLA: Final = np.array([[0.5, 0.0, -0.5], [1.0, -2.0, 1.0]])
+"""Half the difference of a peak's neighbours, and its second difference."""
+_POINT_PLAN: Final = np.stack(
+    [np.ones((4, _SAMPLES)), np.tile(_SAMPLE_AT, (4, 1)), np.zeros((4, _SAMPLES))], axis=-1
+)
+"""Coefficients of (corner, side vector, outward normal) for each edge point, depth 0."""
 _PAIR_FIRST, _PAIR_SECOND = np.triu_indices(_SAMPLES, k=1)
 
 
@@ -168,29 +174,53 @@ def _coarse_quads(work: NDArray[np.uint8]) -> list[NDArray[np.float64]] | Locate
     if len(approx) != 4:
         return [box]
     polygon = _clockwise(approx.reshape(4, 2).astype(np.float64))
-    gaps = np.hypot(*(polygon[:, None, :] - box[None, :, :]).transpose(2, 0, 1)).min(axis=1)
-    if float(gaps.max()) <= _MAX_CORNER_GAP * min(rect[1]):
+    box_corners = box.tolist()
+    gap = max(
+        min(math.hypot(x - bx, y - by) for bx, by in box_corners) for x, y in polygon.tolist()
+    )
+    if gap <= _MAX_CORNER_GAP * min(rect[1]):
         return [polygon, box]
     return [box, polygon]
 
 
-def _corners(lines: list[tuple[float, float, float]]) -> NDArray[np.float64] | None:
-    """Where side i-1 meets side i, for each i; None if two neighbours are parallel."""
-    corners = []
+def _corners(lines: list[tuple[float, float, float]]) -> list[float] | None:
+    """Where side i-1 meets side i, for each i (x0, y0, x1, …); None if two neighbours
+    are parallel."""
+    corners: list[float] = []
     for side in range(4):
         a1, b1, c1 = lines[side - 1]
         a2, b2, c2 = lines[side]
         det = a1 * b2 - a2 * b1
         if abs(det) < 1e-9:
             return None
-        corners.append(((b1 * c2 - b2 * c1) / det, (a2 * c1 - a1 * c2) / det))
-    return np.array(corners, dtype=np.float64)
+        corners += ((b1 * c2 - b2 * c1) / det, (a2 * c1 - a1 * c2) / det)
+    return corners
+
+
+@functools.cache
+def _profile_plan(
+    reach: float,
+) -> tuple[NDArray[np.float32], NDArray[np.intp], NDArray[np.float64]]:
+    """How :func:`_refine` samples profiles ``reach`` pixels either side of a side.
+
+    Each profile pixel's coefficients of (corner, side vector, outward normal), as
+    (samples · pixels) × 3; where each profile's steps start in the padded step table;
+    and what to add to a step's place in that table for its depth (pixels outward),
+    midway between the step's two pixels.
+    """
+    offsets = np.arange(-reach, reach + 0.5, 1.0)
+    plan = np.ones((_SAMPLES, len(offsets), 3))
+    plan[..., 1] = _SAMPLE_AT[:, None]
+    plan[..., 2] = offsets
+    row_start = _SIDE_ROWS * len(offsets) + 1
+    return plan.reshape(-1, 3).astype(np.float32), row_start, offsets[1] - row_start
 
 
 def _refine(
     frame: NDArray[np.uint8], quad: NDArray[np.float64], reach: float
-) -> NDArray[np.float64] | None:
-    """Clockwise corners moved onto the label edges near ``quad``'s sides, or None.
+) -> tuple[NDArray[np.float64], float] | None:
+    """Clockwise corners moved onto the label edges near ``quad``'s sides, and how far
+    they moved (the most in x or y); or None.
 
     One pass; from a rough start (a corner cut off by an occluder) the edge may only be
     in reach along part of a side, so the caller repeats until the corners settle.
@@ -199,80 +229,99 @@ def _refine(
     ``reach`` pixels inside to ``reach`` outside; the edge is its outermost strong
     light-to-dark step (dark print just inside may step harder than paper to belt),
     interpolated to a fraction of a pixel. Each side's line is fitted through the edge
-    points that lie on one straight line, so those on an occluder do not count.
+    points that lie on one straight line, so those on an occluder do not count. The
+    arrays are small, so the work is arranged in few numpy calls.
     """
-    along = quad[_NEXT] - quad
-    lengths = np.hypot(along[:, 0], along[:, 1])
-    if float(lengths.min()) < 4 * reach:
-        return None
-    outward = along[:, ::-1] * _OUTWARD / lengths[:, None]  # clockwise: left of travel
-    offsets = np.arange(-reach, reach + 0.5, 1.0)
-    bases = quad[:, None, :] + _SAMPLE_AT[None, :, None] * along[:, None, :]  # 4 × S × 2
-    shape = (4 * _SAMPLES, len(offsets))
-    map_x = (bases[..., 0, None] + offsets * outward[:, 0, None, None]).reshape(shape)
-    map_y = (bases[..., 1, None] + offsets * outward[:, 1, None, None]).reshape(shape)
-    profiles = np.asarray(
-        cv2.remap(
-            frame,
-            map_x.astype(np.float32),
-            map_y.astype(np.float32),
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-    )[..., 1].astype(np.float32)
-    steps = profiles[:, :-2] - profiles[:, 2:]  # light inside, dark outside: positive
-    strong_enough = steps >= np.maximum(steps.max(axis=1, keepdims=True) * 0.5, _MIN_STEP)
-    outermost = steps.shape[1] - 1 - strong_enough[:, ::-1].argmax(axis=1)
-    window = np.maximum(outermost[:, None] - _PEAK_WINDOW, 0)  # that step's peak is within
-    best = window[_SIDE_ROWS, np.take_along_axis(steps, window, axis=1).argmax(axis=1)]
-    peak = steps[_SIDE_ROWS, best]
-    before = steps[_SIDE_ROWS, np.maximum(best - 1, 0)]
-    after = steps[_SIDE_ROWS, np.minimum(best + 1, steps.shape[1] - 1)]
-    shift = 0.5 * (before - after) / np.minimum(before - 2 * peak + after, -1e-3)
-    shift = np.maximum(np.minimum(shift, 0.5), -0.5)
-    depth = (best + shift + (offsets[0] + 1)).reshape(4, _SAMPLES, 1)
-    points = (bases + depth * outward[:, None, :]).astype(np.float32)
-    strong = (peak >= _MIN_STEP).reshape(4, _SAMPLES)
+    corners = quad.tolist()
+    basis: list[float] = []  # per side: first corner, vector along it, outward normal
+    shortest = math.inf
+    for side in range(4):
+        (x0, y0), (x1, y1) = corners[side], corners[side - 3]
+        length = math.hypot(x1 - x0, y1 - y0)
+        if length < 4 * reach:
+            return None
+        shortest = min(shortest, length)
+        basis += (1, x0, y0, 0, x1 - x0, y1 - y0, 0, (y1 - y0) / length, (x0 - x1) / length)
+    # as homogeneous (1, x, y) rows, so one product gives a point's (1, x, y)
+    sides = np.array(basis, dtype=np.float32).reshape(4, 3, 3)  # clockwise: outward is left
+    plan, row_start, depth_start = _profile_plan(reach)
+    maps = np.matmul(plan, sides[..., 1:]).reshape(4 * _SAMPLES, -1, 2)
+    # OpenCV's remap is several times faster with a constant border, and the same as
+    # replicating the frame's edge when every profile lies inside the frame
+    xs, ys = basis[1::9], basis[2::9]
+    height, width = frame.shape[:2]
+    inside = min(*xs, *ys) >= reach and max(xs) + reach <= width - 1
+    inside = inside and max(ys) + reach <= height - 1
+    border = cv2.BORDER_CONSTANT if inside else cv2.BORDER_REPLICATE
+    profiles = cv2.remap(  # type: ignore[call-overload]  # no map2 for a 2-channel map1
+        frame, maps, None, cv2.INTER_LINEAR, borderMode=border
+    )
+    green = profiles[..., 1]
+    # light inside, dark outside: positive; padded with a copy of each end step
+    steps = np.empty(green.shape, np.int16)
+    np.subtract(green[:, :-2], green[:, 2:], out=steps[:, 1:-1], dtype=np.int16)
+    steps[:, 0], steps[:, -1] = steps[:, 1], steps[:, -2]
+    inner = steps[:, 1:-1]
+    threshold = np.maximum((inner.max(axis=1) + 1) >> 1, _MIN_STEP)  # ≥ half the strongest
+    outermost = inner.shape[1] - 1 - (inner >= threshold[:, None])[:, ::-1].argmax(axis=1)
+    window = row_start + np.maximum(outermost - 3, 0)  # that step's peak is within 4
+    peak_at = window + steps.take(window[:, None] + _PEAK_WINDOW).argmax(axis=1)
+    neighbours = steps.take(peak_at + _NEIGHBOURS)  # before, at and after each peak
+    slope, curve = np.matmul(_PARABOLA, neighbours)  # the parabola through them
+    shift = np.maximum(np.minimum(slope / np.minimum(curve, -1e-3), 0.5), -0.5)
+    coefficients = _POINT_PLAN.copy()
+    coefficients[..., 2] = (peak_at + depth_start + shift).reshape(4, _SAMPLES)
+    points = np.matmul(coefficients, sides)  # 4 × samples × (1, x, y)
+    strong = (neighbours[1] >= _MIN_STEP).reshape(4, _SAMPLES)
     lines = _side_lines(points, strong, _ON_LINE)  # every edge point on its side's line
     if lines is None:  # some are off (an occluder, a smudge): find the straight part
-        on_line = _straight_edges(points, strong)
+        on_line = _straight_edges(points[..., 1:], strong)
         if on_line is None:
             return None
         lines = _side_lines(points, on_line, 2 * _ON_LINE)
         if lines is None:
             return None
     refined = _corners(lines)
-    if refined is None or float(np.abs(refined - quad).max()) > 0.25 * float(lengths.min()):
+    if refined is None:
         return None
-    return refined
+    start = [value for corner in corners for value in corner]
+    moved = max(abs(a - b) for a, b in zip(refined, start, strict=True))
+    if moved > 0.25 * shortest:
+        return None
+    return np.array(refined).reshape(4, 2), moved
 
 
 def _side_lines(
-    points: NDArray[np.float32], keep: NDArray[np.bool_], tolerance: float
+    points: NDArray[np.float64], keep: NDArray[np.bool_], tolerance: float
 ) -> list[tuple[float, float, float]] | None:
     """Each side's line (a, b, c: a·x + b·y + c = 0) fitted through its kept points, or
     None if a side has too few or one of them lies farther than ``tolerance`` off it.
+    ``points`` are (1, x, y), 4 sides × samples × 3.
 
-    Total least squares for the four sides at once: the line through the points' centre
-    along their principal axis.
+    Total least squares: the line through the points' centre along their principal
+    axis, from sums of 1, x, y and their products, found for all four sides by one
+    matrix product.
     """
-    weight = keep.astype(np.float64)
-    count = weight.sum(axis=1)
-    if float(count.min()) < _MIN_SIDE_POINTS:
+    terms = points * keep[..., None]  # kept points' (1, x, y); zeros for the others
+    lines = []  # as (c, a, b), to match the terms
+    for (count, sum_x, sum_y), (_, sum_xx, sum_xy), (_, _, sum_yy) in np.matmul(
+        terms.transpose(0, 2, 1), terms
+    ).tolist():
+        if count < _MIN_SIDE_POINTS:
+            return None
+        mean_x, mean_y = sum_x / count, sum_y / count
+        xx, xy, yy = sum_xx - sum_x * mean_x, sum_xy - sum_x * mean_y, sum_yy - sum_y * mean_y
+        angle = 0.5 * math.atan2(2 * xy, xx - yy)
+        a, b = math.sin(angle), -math.cos(angle)  # normal of the direction (cos, sin)
+        lines.append((-(a * mean_x + b * mean_y), a, b))
+    distances = np.matmul(terms, np.array(lines)[..., None])  # 4 × samples × 1
+    if float(np.abs(distances).max()) > tolerance:
         return None
-    x, y = points[..., 0].astype(np.float64), points[..., 1].astype(np.float64)
-    mean_x, mean_y = (weight * x).sum(axis=1) / count, (weight * y).sum(axis=1) / count
-    dx, dy = (x - mean_x[:, None]) * weight, (y - mean_y[:, None]) * weight
-    angle = 0.5 * np.arctan2(2 * (dx * dy).sum(axis=1), (dx * dx - dy * dy).sum(axis=1))
-    a, b = np.sin(angle), -np.cos(angle)  # normal of the direction (cos, sin)
-    c = -(a * mean_x + b * mean_y)
-    if float(np.abs(a[:, None] * dx + b[:, None] * dy).max()) > tolerance:
-        return None
-    return list(zip(a.tolist(), b.tolist(), c.tolist(), strict=True))
+    return [(a, b, c) for c, a, b in lines]
 
 
 def _straight_edges(
-    points: NDArray[np.float32], strong: NDArray[np.bool_]
+    points: NDArray[np.float64], strong: NDArray[np.bool_]
 ) -> NDArray[np.bool_] | None:
     """Which edge points of each side lie on that side's line (4 × samples), or None.
 
@@ -312,13 +361,17 @@ def _canonical_order(quad: NDArray[np.float64]) -> NDArray[np.float64]:
 def _settle(
     frame: NDArray[np.uint8], quad: NDArray[np.float64], reach: float
 ) -> NDArray[np.float64] | None:
-    """``quad`` refined until its corners settle (move under half the reach), or None."""
+    """``quad`` refined until its corners settle (move under half the reach), or None.
+
+    Not fewer passes: even after a pass that found the whole edge straight, another one
+    moves the corners by up to 0.2 px, and the label model, trained on crops from
+    these corners, can tell (a borderline genuine label's score crosses the threshold).
+    """
     for _ in range(_MAX_PASSES):
-        refined = _refine(frame, quad, reach)
-        if refined is None:
+        result = _refine(frame, quad, reach)
+        if result is None:
             return None
-        moved = float(np.abs(refined - quad).max())
-        quad = refined
+        quad, moved = result
         if moved <= reach / 2:
             return quad
     return None  # still moving: not settling on the label's edges
@@ -341,8 +394,8 @@ def locate(frame: NDArray[np.uint8]) -> tuple[NDArray[np.float32] | None, Locate
         return None, LocateFailure.NO_LABEL
     quad = _canonical_order(quad)
     height, width = frame.shape[:2]
-    low, high = quad.min(axis=0), quad.max(axis=0)
-    if low.min() < -scale or high[0] > width - 1 + scale or high[1] > height - 1 + scale:
+    xs, ys = quad[:, 0].tolist(), quad[:, 1].tolist()
+    if min(*xs, *ys) < -scale or max(xs) > width - 1 + scale or max(ys) > height - 1 + scale:
         return None, LocateFailure.LABEL_CUT_OFF
     return quad.astype(np.float32), None
 
@@ -350,6 +403,15 @@ def locate(frame: NDArray[np.uint8]) -> tuple[NDArray[np.float32] | None, Locate
 def locate_label(frame: NDArray[np.uint8]) -> NDArray[np.float32] | None:
     """Corners of the label in ``frame`` as a 4×2 array (TL, TR, BR, BL), or None."""
     return locate(frame)[0]
+
+
+@functools.cache
+def _outer_corners(width: int, height: int) -> NDArray[np.float32]:
+    """The outer corners (TL, TR, BR, BL) of a ``width`` × ``height`` image."""
+    return np.array(
+        [[-0.5, -0.5], [width - 0.5, -0.5], [width - 0.5, height - 0.5], [-0.5, height - 0.5]],
+        dtype=np.float32,
+    )
 
 
 def warp_label(
@@ -363,10 +425,7 @@ def warp_label(
     3-channel warp measured four to ten times slower here, more than a small model's
     whole invocation.
     """
-    target = np.array(
-        [[-0.5, -0.5], [width - 0.5, -0.5], [width - 0.5, height - 0.5], [-0.5, height - 0.5]],
-        dtype=np.float32,
-    )
+    target = _outer_corners(width, height)
     matrix = cv2.getPerspectiveTransform(np.asarray(corners, dtype=np.float32), target)
     warped = cv2.warpPerspective(
         frame, matrix, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE

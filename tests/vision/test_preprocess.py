@@ -174,3 +174,21 @@ def test_decode_jpeg_reads_a_jpeg_and_refuses_garbage() -> None:
     assert decode_jpeg(b"\xff\xd8\xff garbage") is None
     truncated = decode_jpeg(encoded.tobytes()[:200])  # libjpeg may salvage a part
     assert truncated is None or truncated.shape == (480, 640, 3)
+
+
+@pytest.mark.parametrize("place", range(8), ids=["TL", "TR", "BR", "BL", "T", "R", "B", "L"])
+@pytest.mark.parametrize("shade", [15, 245], ids=["dark", "light"])
+def test_an_object_over_a_corner_or_side_gives_the_right_corners_or_none(
+    place: int, shade: int
+) -> None:
+    """Edge points on the object are left out of the side's line: the corners come out
+    right, or (a light object merging with the label) not at all, never misplaced."""
+    truth = _pose(15.0, 1.0, (320, 240))
+    frame = _place(_belt(8), _label_art(8), truth)
+    first, second = truth[place % 4], truth[(place + 1) % 4]
+    x, y = (first if place < 4 else (first + second) / 2).round().astype(int)
+    cv2.circle(frame, (int(x), int(y)), 30, (shade, shade, shade), -1)
+    corners = locate_label(frame)
+    if shade < 128:
+        assert corners is not None
+    assert corners is None or np.abs(corners - truth).max() < 1.0
