@@ -23,7 +23,13 @@ from numpy.typing import NDArray
 from edge_agent.vision.layout import LabelKind
 from hardware.camera.config import SourceKind
 from hardware.camera.sources import FrameSource, ReadResult, ReadStatus
-from simulators.labels import LabelSample, RenderConfig, normalise_item_id, render_sample
+from simulators.labels import (
+    LabelSample,
+    RenderConfig,
+    normalise_item_id,
+    render_dataset,
+    render_sample,
+)
 from simulators.labels.render import sample_seed
 
 __all__ = [
@@ -31,6 +37,7 @@ __all__ = [
     "FrameRenderer",
     "SyntheticCamera",
     "SyntheticFrameSource",
+    "dataset_frames",
     "draw_seq_code",
     "label_frames",
     "placeholder_label",
@@ -137,6 +144,40 @@ def label_frames(
     def render(seq: int) -> NDArray[np.uint8]:
         item, shot = divmod(seq, frames_per_item)
         return sample(item % len(ids)).frames[shot]
+
+    return render
+
+
+class _DatasetStream:
+    """Samples of ``render_dataset(seed, …)`` in order, the current one kept."""
+
+    def __init__(self, seed: int, config: RenderConfig | None) -> None:
+        self.seed, self.config = seed, config
+        self._restart()
+
+    def _restart(self) -> None:
+        self._samples = render_dataset(self.seed, 1 << 62, config=self.config)
+        self._index = -1
+        self._sample: LabelSample | None = None
+
+    def sample(self, index: int) -> LabelSample:
+        if index < self._index:
+            self._restart()
+        while self._index < index or self._sample is None:
+            self._sample, self._index = next(self._samples), self._index + 1
+        return self._sample
+
+
+def dataset_frames(seed: int = 0, *, config: RenderConfig | None = None) -> FrameRenderer:
+    """An endless stream of rendered labels, genuine and counterfeit in ``config``'s mix:
+    frames ``2i`` and ``2i + 1`` are sample ``i`` of ``render_dataset(seed, …)`` under
+    lighting angles A and B. Frames are asked for in order (a camera's clock); asking for
+    an earlier item again renders the stream from its start."""
+    stream = _DatasetStream(seed, config)
+
+    def render(seq: int) -> NDArray[np.uint8]:
+        item, shot = divmod(seq, 2)
+        return stream.sample(item).frames[shot]
 
     return render
 

@@ -26,7 +26,8 @@ from typing import Final
 
 import cv2
 
-from simulators.camera import FrameRenderer, placeholder_label
+from simulators.camera import FrameRenderer, dataset_frames, placeholder_label
+from simulators.labels import RenderConfig
 
 __all__ = ["MjpegServer", "MjpegStats", "main"]
 
@@ -302,17 +303,39 @@ class MjpegServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m simulators.mjpeg_server``: serve placeholder frames until Ctrl-C."""
+    """``python -m simulators.mjpeg_server``: serve placeholder (or rendered label) frames until Ctrl-C."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8081, help="TCP port (0: a free one)")
     parser.add_argument("--fps", type=float, default=15.0, help="frames per second")
     parser.add_argument("--width", type=int, default=640, help="frame width")
     parser.add_argument("--height", type=int, default=480, help="frame height")
-    args = parser.parse_args(argv)
-    server = MjpegServer(
-        placeholder_label(args.width, args.height), fps=args.fps, host=args.host, port=args.port
+    parser.add_argument(
+        "--labels",
+        action="store_true",
+        help="serve rendered product labels (two frames per item, lighting angles A and B) "
+        "instead of numbered placeholder frames",
     )
+    parser.add_argument("--seed", type=int, default=0, help="render seed (with --labels)")
+    parser.add_argument(
+        "--counterfeit-share",
+        type=float,
+        default=0.5,
+        help="share of counterfeit labels, 0..1 (with --labels)",
+    )
+    args = parser.parse_args(argv)
+    render = placeholder_label(args.width, args.height)
+    if args.labels:
+        try:
+            config = RenderConfig(
+                frame_width=args.width,
+                frame_height=args.height,
+                counterfeit_share=args.counterfeit_share,
+            )
+        except ValueError as exc:
+            parser.error(str(exc))
+        render = dataset_frames(args.seed, config=config)
+    server = MjpegServer(render, fps=args.fps, host=args.host, port=args.port)
     with server:
         print(server.url, flush=True)
         with contextlib.suppress(KeyboardInterrupt):

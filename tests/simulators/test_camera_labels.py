@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import cv2
 import numpy as np
 import pytest
 import zxingcpp
 
 from edge_agent.vision.layout import LabelKind
-from simulators.camera import SyntheticCamera, label_frames
-from simulators.labels import RenderConfig, normalise_item_id, render_sample, sample_seed
+from simulators.camera import SyntheticCamera, dataset_frames, label_frames
+from simulators.labels import (
+    RenderConfig,
+    normalise_item_id,
+    render_dataset,
+    render_sample,
+    sample_seed,
+)
 from simulators.scanner import generate_items
 
 DATAMATRIX = zxingcpp.barcode_formats_from_str("DataMatrix")
@@ -44,3 +56,50 @@ def test_label_frames_reject_bad_arguments_up_front() -> None:
         label_frames(generate_items(1), frames_per_item=3)
     with pytest.raises(ValueError, match="not a GS1 element string"):
         label_frames(["not an item"])
+
+
+def test_dataset_frames_stream_the_dataset_two_lights_per_item_and_restart_when_rewound() -> None:
+    config = RenderConfig(frame_width=320, frame_height=240, counterfeit_share=0.5)
+    expected = list(render_dataset(9, 3, config=config))
+    render = dataset_frames(9, config=config)
+    for seq in range(6):
+        assert np.array_equal(render(seq), expected[seq // 2].frames[seq % 2])
+    assert np.array_equal(render(1), expected[0].frames[1])  # rewound: from the start again
+    assert np.array_equal(render(5), expected[2].frames[1])
+
+
+def test_mjpeg_server_main_serves_rendered_labels_with_labels() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simulators.mjpeg_server", "--port", "0", "--labels",
+         "--seed", "3", "--fps", "10"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        base = url.rsplit("/", 1)[0]
+        with urllib.request.urlopen(f"{base}/snapshot.jpg", timeout=10) as response:
+            data = response.read()
+        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert frame is not None
+        assert frame.shape == (480, 640, 3)
+        codes = zxingcpp.read_barcodes(frame, formats=DATAMATRIX)
+        assert [code.text[:4] for code in codes] == ["(01)"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_mjpeg_server_main_refuses_a_counterfeit_share_out_of_range() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "simulators.mjpeg_server", "--labels", "--counterfeit-share", "2"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "counterfeit_share" in done.stderr
