@@ -60,13 +60,26 @@ class MosquittoBroker:
 
     def start(self, attempts: int = 3) -> MosquittoBroker:
         """Start on a free port and wait until it accepts TCP connections."""
+        return self._launch(attempts, same_port=False)
+
+    def restart(self) -> MosquittoBroker:
+        """Stop the broker (if it runs) and start it again on the same port, as a broker
+        that went away and came back (clients reconnect to the URL they had)."""
+        if self.port == 0:
+            raise BrokerError("restart() needs a broker that was started before")
+        self.stop()
+        return self._launch(1, same_port=True)
+
+    def _launch(self, attempts: int, *, same_port: bool) -> MosquittoBroker:
         binary = find_mosquitto()
         if binary is None:
             raise BrokerError("mosquitto not found: install the Debian package 'mosquitto'")
-        self._dir = tempfile.TemporaryDirectory(prefix="provgate-mosquitto-")
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="provgate-mosquitto-")
         last_error = ""
         for _ in range(attempts):
-            self.port = free_tcp_port(self.host)
+            if not same_port:
+                self.port = free_tcp_port(self.host)
             conf = Path(self._dir.name) / "mosquitto.conf"
             conf.write_text(self._config_text())
             log_path = Path(self._dir.name) / "mosquitto.log"

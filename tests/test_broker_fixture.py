@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from simulators.broker import MosquittoBroker
+from simulators.broker import BrokerError, MosquittoBroker
 from tests.support.mqtt import Inbox, running_client
 
 pytestmark = pytest.mark.broker
@@ -52,3 +52,16 @@ def test_stop_kills_the_process_and_frees_the_port(fresh_mosquitto: MosquittoBro
         except OSError:
             refused = True
     assert refused
+
+
+def test_restart_brings_the_broker_back_on_the_same_port(fresh_mosquitto: MosquittoBroker) -> None:
+    port, pid = fresh_mosquitto.port, fresh_mosquitto.pid
+    fresh_mosquitto.restart()
+    assert fresh_mosquitto.port == port
+    assert fresh_mosquitto.pid not in (None, pid)
+    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_restart_needs_a_broker_that_ran() -> None:
+    with pytest.raises(BrokerError, match="started before"):
+        MosquittoBroker().restart()
