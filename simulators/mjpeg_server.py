@@ -303,7 +303,7 @@ class MjpegServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m simulators.mjpeg_server``: serve placeholder (or rendered label) frames until Ctrl-C."""
+    """``python -m simulators.mjpeg_server``: serve placeholder or label frames until Ctrl-C."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8081, help="TCP port (0: a free one)")

@@ -113,7 +113,8 @@ class LabelChecker:
         return _with_timings(result, timings)
 
     def _images(self, frames: Sequence[FrameInput]) -> list[NDArray[np.uint8]]:
-        if isinstance(frames, bytes | np.ndarray) or not 1 <= len(frames) <= MAX_FRAMES:
+        bare = isinstance(frames, str | bytes | bytearray | memoryview)  # one frame, not a list
+        if bare or not isinstance(frames, Sequence) or not 1 <= len(frames) <= MAX_FRAMES:
             raise _UnreadableError("bad_frame_count")
         images = []
         for frame in frames:

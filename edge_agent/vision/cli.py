@@ -222,7 +222,12 @@ def check_cmd(
     _check_runtime(runtime)
     if not 1 <= len(images) <= 2:
         _fail("give one photo, or two taken under different lighting angles")
+    from edge_agent.vision.preprocess import MAX_IMAGE_BYTES
+
     try:
+        for path in images:
+            if path.stat().st_size > MAX_IMAGE_BYTES:
+                _fail(f"{path} is larger than a camera frame ({MAX_IMAGE_BYTES >> 20} MiB)")
         frames = [path.read_bytes() for path in images]
     except OSError as exc:
         _fail(f"cannot read {exc.filename}: {exc.strerror}")

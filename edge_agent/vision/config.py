@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -10,6 +11,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_agent.vision.model_card import card_paths
 from edge_agent.vision.runtime import ModelLoadError, RuntimeName
 
 __all__ = [
@@ -33,14 +35,18 @@ _MAX_CARD_BYTES: Final = 1024 * 1024
 
 
 def card_path_for(model_path: Path) -> Path:
-    """The model card beside a model: ``label_check.tflite`` → ``label_check.card.json``."""
-    return model_path.with_name(model_path.name.removesuffix(".tflite") + ".card.json")
+    """The model card beside a model: ``label_check.tflite`` → ``label_check.card.json``
+    (the file training writes, :func:`~edge_agent.vision.model_card.card_paths`)."""
+    return card_paths(model_path)[0]
 
 
-def read_card_threshold(card_path: Path) -> float | None:
+def read_card_threshold(card_path: Path, model_path: Path | None = None) -> float | None:
     """The ``threshold`` in a model card, None if the card is absent.
 
-    ModelLoadError if the card exists but is unreadable or its threshold is not in 0..1.
+    ModelLoadError if the card exists but is unreadable, has no threshold, or its
+    threshold is not in (0, 1]: a threshold of 0 would pass every label. Given
+    ``model_path``, also if the card's ``model_sha256`` is not that file's (a stale card
+    beside a replaced model would set another model's threshold).
     """
     try:
         if card_path.stat().st_size > _MAX_CARD_BYTES:
@@ -52,13 +58,26 @@ def read_card_threshold(card_path: Path) -> float | None:
         raise ModelLoadError(f"cannot read model card {card_path}: {exc}") from exc
     threshold = card.get("threshold") if isinstance(card, dict) else None
     if threshold is None:
-        return None
+        raise ModelLoadError(f"model card {card_path} has no threshold")
     if (
         isinstance(threshold, bool)
         or not isinstance(threshold, int | float)
-        or not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0)
+        or not (0.0 < threshold <= 1.0 and math.isfinite(threshold))  # a huge int: no float
     ):
-        raise ModelLoadError(f"model card {card_path}: threshold {threshold!r} is not in 0..1")
+        raise ModelLoadError(
+            f"model card {card_path}: threshold {threshold!r} is not above 0 and at most 1"
+        )
+    expected = card.get("model_sha256")
+    if model_path is not None and expected is not None:
+        try:
+            actual = hashlib.sha256(model_path.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise ModelLoadError(f"cannot read model {model_path}: {exc.strerror}") from exc
+        if actual != expected:
+            raise ModelLoadError(
+                f"model card {card_path} is for another model (SHA-256 {expected!r}, "
+                f"{model_path.name} has {actual})"
+            )
     return float(threshold)
 
 
@@ -147,7 +166,9 @@ class VisionConfig(BaseModel):
         if self.threshold is not None:
             return self.threshold
         card = self.card_path or card_path_for(self.model_path)
-        from_card = read_card_threshold(card)
+        from_card = read_card_threshold(card, self.model_path)
+        if from_card is None and self.card_path is not None:
+            raise ModelLoadError(f"model card {card} does not exist")
         if from_card is None:
             _log.warning("no model card threshold at %s; using %s", card, DEFAULT_THRESHOLD)
             return DEFAULT_THRESHOLD

@@ -15,13 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from edge_agent.vision.layout import LabelKind
 from edge_agent.vision.model_card import RenderSeeds
-from edge_agent.vision.preprocess import locate_label, warp_label
+from edge_agent.vision.preprocess import (
+    MAX_IMAGE_BYTES,
+    check_frame,
+    decode_jpeg,
+    locate_label,
+    warp_label,
+)
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -137,12 +142,24 @@ def _folder_files(root: Path) -> list[tuple[Path, bool, str]]:
     return files
 
 
+def _read_frame(path: Path) -> NDArray[np.uint8] | None:
+    """The frame in an image file as the gate would take it (decoded, then validated:
+    no decompression bomb, no size the gate refuses), or None."""
+    try:
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    frame = decode_jpeg(data)
+    return None if frame is None or check_frame(frame) is not None else frame
+
+
 def _read_images(
     files: list[tuple[Path, bool, str]],
 ) -> Iterator[tuple[NDArray[np.uint8] | None, bool, str]]:
     for path, is_genuine, kind in files:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        yield (None if image is None else np.asarray(image, np.uint8)), is_genuine, kind
+        yield _read_frame(path), is_genuine, kind
 
 
 def load_folder(root: Path, height: int, width: int, progress: Progress | None = None) -> LabelSet:

@@ -101,6 +101,11 @@ class EvalReport:
         for kind, recall in self.per_kind_recall.items():
             if kind != LabelKind.GENUINE and recall < TARGET_KIND_RECALL:
                 failures.append(f"{kind} recall {recall:.2%} < {TARGET_KIND_RECALL:.0%}")
+        unmeasured = [k for k, n in self.per_kind_total.items() if not n and k != LabelKind.GENUINE]
+        if unmeasured:  # "no kind below 97%" does not hold for a kind never rendered
+            failures.append(f"no labels of kind {', '.join(sorted(unmeasured))}: recall unmeasured")
+        if self.seed_overlaps_training:
+            failures.append(f"seed {self.seed} was used in training: not a fresh-seed result")
         return failures
 
     def meets_targets(self) -> bool:

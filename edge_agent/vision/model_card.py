@@ -140,7 +140,7 @@ class ModelCard(BaseModel):
     input: ModelInput
     output: ModelOutput
     threshold: float = Field(
-        ge=0, le=1, description="a label is genuine when P(genuine) >= threshold"
+        gt=0, le=1, description="a label is genuine when P(genuine) >= threshold (> 0)"
     )
     training_data: TrainingData
     held_out: HeldOutMetrics

@@ -29,10 +29,12 @@ from edge_agent.vision.layout import LABEL_ASPECT
 
 __all__ = [
     "MAX_FRAME_SIDE",
+    "MAX_IMAGE_BYTES",
     "MIN_FRAME_SIDE",
     "LocateFailure",
     "check_frame",
     "decode_jpeg",
+    "image_size",
     "locate",
     "locate_label",
     "warp_label",
@@ -78,9 +80,57 @@ class LocateFailure(StrEnum):
     """A label was found but runs off the edge of the frame."""
 
 
+_JPEG_SOF: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+"""JPEG start-of-frame markers (the others in that range are DHT, JPG and DAC)."""
+_JPEG_STANDALONE: Final = frozenset({0x01, *range(0xD0, 0xD9)})
+_PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height a JPEG or PNG declares in its header, without decoding it; or None.
+
+    A few hundred bytes can declare a frame of gigapixels: the decoder would allocate
+    it in full before finding out the data is short. Reading the header first lets
+    :func:`decode_jpeg` refuse such an image unopened.
+    """
+    if data.startswith(_PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            at += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            at += 2
+            continue
+        if marker in _JPEG_SOF:
+            if at + 9 > len(data):
+                return None
+            return (
+                int.from_bytes(data[at + 7 : at + 9], "big"),
+                int.from_bytes(data[at + 5 : at + 7], "big"),
+            )
+        if marker in (0xD9, 0xDA):  # end of image or scan data before any frame header
+            return None
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return None
+
+
 def decode_jpeg(data: bytes) -> NDArray[np.uint8] | None:
-    """The BGR image in JPEG (or other OpenCV-readable) ``data``, or None if it is not one."""
+    """The BGR image in JPEG (or PNG) ``data``, or None if it is not one of a usable size.
+
+    The size is read from the header first (:func:`image_size`), so an image declaring
+    more than ``MAX_FRAME_SIDE`` a side is refused without being decoded.
+    """
     if not data or len(data) > MAX_IMAGE_BYTES:
+        return None
+    size = image_size(data)
+    if size is None or min(size) < 1 or max(size) > MAX_FRAME_SIDE:
         return None
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     return None if image is None else np.asarray(image, dtype=np.uint8)

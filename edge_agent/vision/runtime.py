@@ -45,6 +45,11 @@ _MODULES: Final = {
     ),
 }
 _MAX_MODEL_BYTES: Final = 64 * 1024 * 1024
+_SCORE_SLACK: Final = 0.01
+"""How far past 0..1 an output may stray (rounding) and still be clamped to a probability."""
+_MIN_INPUT_SIDE: Final = 8
+_MAX_INPUT_SIDE: Final = 1024
+"""A label warped bigger than this would cost every frame more than a Pi can give."""
 
 
 class RuntimeUnavailableError(RuntimeError):
@@ -111,18 +116,29 @@ class LoadedModel:
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelLoadError("a label model has one input and one output tensor")
         shape = [int(n) for n in inputs[0]["shape"]]
-        if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or min(shape[1:3]) < 8:
+        if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
             raise ModelLoadError(f"model input must be [1, H, W, 3] BGR; it is {shape}")
+        if not _MIN_INPUT_SIDE <= min(shape[1:3]) <= max(shape[1:3]) <= _MAX_INPUT_SIDE:
+            raise ModelLoadError(
+                f"model input sides must be {_MIN_INPUT_SIDE} to {_MAX_INPUT_SIDE} pixels; "
+                f"it is {shape}"
+            )
         if int(np.prod(outputs[0]["shape"])) != 1:
             raise ModelLoadError(f"model output must be one value; it is {outputs[0]['shape']}")
         self.height, self.width = shape[1], shape[2]
         self.input_dtype: np.dtype[Any] = np.dtype(inputs[0]["dtype"])
         self.input_quantisation = _quantisation(inputs[0])
         self.output_quantisation = _quantisation(outputs[0])
-        if self.input_dtype not in (np.int8, np.uint8, np.float32):
-            raise ModelLoadError(f"unsupported model input type {self.input_dtype}")
-        if self.input_dtype != np.float32 and self.input_quantisation.is_float:
-            raise ModelLoadError("integer model input without quantisation parameters")
+        output_dtype = np.dtype(outputs[0]["dtype"])
+        for role, dtype, q in (
+            ("input", self.input_dtype, self.input_quantisation),
+            ("output", output_dtype, self.output_quantisation),
+        ):
+            if dtype not in (np.int8, np.uint8, np.float32):
+                raise ModelLoadError(f"unsupported model {role} type {dtype}")
+            # an unscaled integer output would read as a score of 0 or 1: never guess
+            if dtype != np.float32 and not (math.isfinite(q.scale) and q.scale > 0):
+                raise ModelLoadError(f"integer model {role} without a positive quantisation scale")
         self._input_index = int(inputs[0]["index"])
         self._output_index = int(outputs[0]["index"])
         self._input_shape = tuple(shape)
@@ -159,12 +175,18 @@ class LoadedModel:
         return tensor
 
     def score_output(self, raw: NDArray[Any]) -> float:
-        """The model's output tensor as a genuine-probability in 0..1."""
+        """The model's output tensor as a genuine-probability in 0..1; NaN if it is not one.
+
+        A rounding step past 0 or 1 is clamped; a value farther out (a logit, a broken
+        model) is NaN, never read as "certainly genuine".
+        """
         q = self.output_quantisation
         value = float(raw.reshape(-1)[0])
         if not q.is_float:
             value = q.scale * (value - q.zero_point)
-        return min(1.0, max(0.0, value)) if math.isfinite(value) else math.nan
+        if not -_SCORE_SLACK <= value <= 1 + _SCORE_SLACK:  # also NaN
+            return math.nan
+        return min(1.0, max(0.0, value))
 
     def invoke(self, tensor: NDArray[Any]) -> float:
         """Run the model on an already quantised input tensor; the genuine score."""

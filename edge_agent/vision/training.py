@@ -100,6 +100,8 @@ def pick_threshold(
 ) -> float:
     """The threshold with the least weighted error on these scores; the middle of the
     best range, so labels slightly off the held-out ones still land on the right side."""
+    if genuine.all() or not genuine.any():  # one class alone: 0 or 1 would look best
+        raise ValueError("picking a threshold needs genuine and counterfeit held-out labels")
     scores = np.unique(np.asarray(p_genuine, dtype=np.float64))
     candidates = np.concatenate(([0.0], (scores[:-1] + scores[1:]) / 2, [1.0]))
     n_genuine = max(int(genuine.sum()), 1)
@@ -286,6 +288,11 @@ def train(
     tf.keras.utils.set_random_seed(seed)
     data, data_info = _load(source, progress)
     train_idx, val_idx, test_idx = _split(data, (val_share, held_out_share), seed)
+    if data.genuine[test_idx].all() or not data.genuine[test_idx].any():
+        raise ValueError(
+            f"too few labels of one class ({len(data)} usable) to hold out both genuine "
+            "and counterfeit ones for the threshold"
+        )
 
     model = _build_model(tf, INPUT_HEIGHT, INPUT_WIDTH)
     model.compile(

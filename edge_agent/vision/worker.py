@@ -10,11 +10,12 @@ TFLite interpreter release the GIL while they work, so a thread is enough.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -78,7 +79,8 @@ class VisionWorker:
     def stats(self) -> WorkerStats:
         """Submitted, completed and refused checks, and how many wait now."""
         with self._lock:
-            return WorkerStats(self._submitted, self._completed, self._busy, self._queue.qsize())
+            queued = 0 if self._closed else self._queue.qsize()  # not the stop marker
+            return WorkerStats(self._submitted, self._completed, self._busy, queued)
 
     def submit(
         self, frames: Sequence[FrameInput], callback: ResultCallback | None = None
@@ -110,23 +112,38 @@ class VisionWorker:
         """Stop taking checks, answer the queued ones 'vision_stopped', end the thread.
 
         True if the thread ended within ``timeout`` (a check in progress is let finish).
+        Called from a result callback (on the worker thread itself), it does not wait
+        and returns False; the thread ends once the callback returns.
         """
-        with self._lock:
-            already = self._closed
-            self._closed = True
-        if not already:
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(item, _Job):
-                    self._finish(item, unreadable("vision_stopped"))
-            self._queue.put(_STOP)  # room now: nothing else enters a closed queue
+        self._close()
+        if threading.current_thread() is self._thread:
+            return False
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def _close(self) -> None:
+        """Refuse new checks, answer the waiting ones 'vision_stopped', queue the stop."""
+        with self._lock:
+            already = self._closed
+            self._closed = True
+        if already:
+            return
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Job):
+                self._finish(item, unreadable("vision_stopped"))
+        self._queue.put(_STOP)  # room now: nothing else enters a closed queue
+
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:  # also when a callback raises KeyboardInterrupt: no future waits forever
+            self._close()
+
+    def _serve(self) -> None:
         while True:
             item = self._queue.get()
             if not isinstance(item, _Job):
@@ -144,7 +161,7 @@ class VisionWorker:
 
     @staticmethod
     def _finish(job: _Job, result: VisionResult) -> None:
-        if not job.future.done():
+        with contextlib.suppress(InvalidStateError):  # cancelled by its submitter meanwhile
             job.future.set_result(result)
         if job.callback is not None:
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -215,3 +216,58 @@ def test_load_builds_a_checker_on_the_named_runtime() -> None:
     loaded = LabelChecker.load(model_under_test(), runtime="auto", two_frame=True)
     assert loaded.runtime_name in ("ai_edge_litert", "tflite_runtime")
     assert loaded.config.two_frame
+
+
+def test_an_iterator_of_frames_is_refused_as_a_frame_count(checker: LabelChecker) -> None:
+    frame = render_sample(1, LabelKind.GENUINE, frames=1).frames[0]
+    _assert_unreadable(checker.check(iter([frame])), "bad_frame_count")  # type: ignore[arg-type]
+    _assert_unreadable(checker.check(bytearray(b"\xff\xd8")), "bad_frame_count")  # type: ignore[arg-type]
+
+
+def test_the_card_training_writes_is_found_for_a_model_of_any_name(tmp_path: Path) -> None:
+    model = tmp_path / "my_labels.model"
+    model.write_bytes(model_under_test().read_bytes())
+    (tmp_path / "my_labels.card.json").write_text(json.dumps({"threshold": 0.81}))
+    assert VisionConfig(model_path=model).resolved_threshold() == 0.81
+
+
+def test_a_configured_card_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    config = VisionConfig(model_path=model_under_test(), card_path=tmp_path / "absent.json")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        config.resolved_threshold()
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('{"name": "label_check"}', "no threshold"),
+        ('{"threshold": null}', "no threshold"),
+        ('{"threshold": NaN}', "not above 0"),
+        ('{"threshold": -0.1}', "not above 0"),
+        ('{"threshold": 0}', "not above 0"),  # every label would pass
+        ('{"threshold": true}', "not above 0"),
+        ('{"threshold": "0.5"}', "not above 0"),
+        ('{"threshold": 1' + "0" * 400 + "}", "not above 0"),  # no float holds it
+        ("[0.5]", "no threshold"),
+    ],
+)
+def test_a_card_without_a_usable_threshold_is_a_load_error(
+    tmp_path: Path, text: str, match: str
+) -> None:
+    card = tmp_path / "card.json"
+    card.write_text(text)
+    config = VisionConfig(model_path=model_under_test(), card_path=card)
+    with pytest.raises(ModelLoadError, match=match):
+        config.resolved_threshold()
+
+
+def test_a_card_made_for_another_model_is_a_load_error(tmp_path: Path) -> None:
+    model = tmp_path / "label_check.tflite"
+    model.write_bytes(model_under_test().read_bytes())
+    card = tmp_path / "label_check.card.json"
+    card.write_text(json.dumps({"threshold": 0.6, "model_sha256": "0" * 64}))
+    with pytest.raises(ModelLoadError, match="another model"):
+        VisionConfig(model_path=model).resolved_threshold()
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    card.write_text(json.dumps({"threshold": 0.6, "model_sha256": digest}))
+    assert VisionConfig(model_path=model).resolved_threshold() == 0.6

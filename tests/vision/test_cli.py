@@ -120,3 +120,12 @@ def test_train_without_tensorflow_says_how_to_install_it(tmp_path: Path) -> None
     )
     assert result.exit_code == 2
     assert "pip install 'provgate[train]'" in result.output
+
+
+def test_check_refuses_a_file_larger_than_a_camera_frame_unread(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.jpg"
+    with huge.open("wb") as file:
+        file.truncate(33 * 1024 * 1024)  # sparse: no disk used
+    result = runner.invoke(app, ["vision", "check", str(huge)])
+    assert result.exit_code == 2
+    assert "larger than a camera frame" in result.output

@@ -103,3 +103,28 @@ def test_bad_arguments_are_refused() -> None:
         evaluate(0, seed=1)
     with pytest.raises(ValueError, match="frames"):
         evaluate(4, seed=1, frames=3)
+
+
+def test_targets_are_not_met_on_training_seeds_or_with_a_kind_never_rendered(
+    report: EvalReport,
+) -> None:
+    perfect = dataclasses.replace(
+        report,
+        correct=report.samples,
+        counterfeit_accepted=0,
+        genuine_rejected=0,
+        per_kind_correct=dict(report.per_kind_total),
+        per_kind_total={k: max(n, 1) for k, n in report.per_kind_total.items()},
+    )
+    perfect = dataclasses.replace(perfect, per_kind_correct=dict(perfect.per_kind_total))
+    assert perfect.meets_targets()
+    assert (
+        "used in training"
+        in dataclasses.replace(perfect, seed_overlaps_training=True).target_failures()[-1]
+    )
+    unrendered = dataclasses.replace(
+        perfect,
+        per_kind_total={**perfect.per_kind_total, "photocopy": 0},
+        per_kind_correct={**perfect.per_kind_correct, "photocopy": 0},
+    )
+    assert unrendered.target_failures() == ["no labels of kind photocopy: recall unmeasured"]

@@ -91,9 +91,10 @@ def test_loading_a_missing_or_malformed_card_is_a_model_card_error(tmp_path: Pat
         ModelCard.load(bad)
 
 
-def test_threshold_outside_zero_to_one_is_refused() -> None:
+@pytest.mark.parametrize("threshold", [1.5, -0.1, 0.0])  # 0 would pass every label
+def test_threshold_outside_zero_to_one_is_refused(threshold: float) -> None:
     data = json.loads(make_card().to_json())
-    data["threshold"] = 1.5
+    data["threshold"] = threshold
     with pytest.raises(ModelCardError, match="threshold"):
         ModelCard.from_json(json.dumps(data))
 

@@ -12,6 +12,7 @@ from edge_agent.vision.preprocess import (
     LocateFailure,
     check_frame,
     decode_jpeg,
+    image_size,
     locate,
     locate_label,
     warp_label,
@@ -192,3 +193,40 @@ def test_an_object_over_a_corner_or_side_gives_the_right_corners_or_none(
     if shade < 128:
         assert corners is not None
     assert corners is None or np.abs(corners - truth).max() < 1.0
+
+
+def _declaring(data: bytes, width: int, height: int) -> bytes:
+    """``data`` (a baseline JPEG) with its frame header claiming ``width`` × ``height``."""
+    at = data.index(b"\xff\xc0")
+    size = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return data[: at + 5] + size + data[at + 9 :]
+
+
+def test_a_small_jpeg_declaring_a_huge_frame_is_refused_without_decoding() -> None:
+    ok, encoded = cv2.imencode(".jpg", np.full((200, 200, 3), 128, np.uint8))
+    assert ok
+    bomb = _declaring(encoded.tobytes(), 20000, 20000)  # 1.2 GB decoded, from 1.3 KB
+    assert len(bomb) < 4096
+    assert decode_jpeg(bomb) is None
+    assert decode_jpeg(_declaring(encoded.tobytes(), 300, 200)) is not None
+
+
+@pytest.mark.parametrize(
+    ("ext", "params"),
+    [(".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), (".png", [])],
+)
+def test_image_size_reads_the_header_of_jpeg_and_png(ext: str, params: list[int]) -> None:
+    ok, encoded = cv2.imencode(ext, np.zeros((123, 457, 3), np.uint8), params)
+    assert ok
+    assert image_size(encoded.tobytes()) == (457, 123)
+    image = decode_jpeg(encoded.tobytes())
+    assert image is not None
+    assert image.shape == (123, 457, 3)
+
+
+def test_image_size_of_other_data_is_none() -> None:
+    ok, bmp = cv2.imencode(".bmp", np.zeros((10, 10, 3), np.uint8))
+    assert ok
+    for data in (b"", b"\xff\xd8", b"\xff\xd8\xff\xd9", b"\xff\xd8\x00\x00", bmp.tobytes()):
+        assert image_size(data) is None
+        assert decode_jpeg(data) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import sys
 import types
@@ -174,8 +175,82 @@ def test_num_threads_must_be_positive() -> None:
 def test_output_dequantisation_is_clamped_to_a_probability(model: LoadedModel) -> None:
     q = model.output_quantisation
     if q.is_float:
-        assert model.score_output(np.array([[1.5]], np.float32)) == 1.0
-        assert model.score_output(np.array([[-0.5]], np.float32)) == 0.0
+        assert model.score_output(np.array([[1.005]], np.float32)) == 1.0
+        assert model.score_output(np.array([[-0.005]], np.float32)) == 0.0
     else:
         assert 0.0 <= model.score_output(np.array([[127]], np.int8)) <= 1.0
         assert model.score_output(np.array([[q.zero_point]], np.int32)) == 0.0
+
+
+class _StubInterpreter:
+    """Tensor details of a model under test; its output is ``raw``."""
+
+    def __init__(
+        self,
+        dtype: type,
+        quantization: tuple[float, int],
+        raw: int,
+        input_shape: tuple[int, ...] = (1, 32, 64, 3),
+    ) -> None:
+        self.dtype, self.quantization, self.raw = dtype, quantization, raw
+        self.input_shape = input_shape
+
+    def get_input_details(self) -> list[dict[str, object]]:
+        shape = np.array(self.input_shape)
+        return [{"shape": shape, "dtype": np.int8, "quantization": (1 / 255, -128), "index": 0}]
+
+    def get_output_details(self) -> list[dict[str, object]]:
+        shape = np.array([1, 1])
+        return [
+            {"shape": shape, "dtype": self.dtype, "quantization": self.quantization, "index": 1}
+        ]
+
+    def set_tensor(self, index: int, tensor: object) -> None:
+        pass
+
+    def invoke(self) -> None:
+        pass
+
+    def get_tensor(self, index: int) -> np.ndarray:
+        return np.array([[self.raw]], dtype=self.dtype)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "quantization"),
+    [
+        (np.int8, (0.0, 0)),  # raw 3 would read as a score of 1.0: certainly genuine
+        (np.uint8, (0.0, 0)),
+        (np.int8, (-1 / 256, -128)),
+        (np.int8, (float("nan"), 0)),
+        (np.int32, (0.0, 0)),
+        (np.bool_, (0.0, 0)),
+    ],
+)
+def test_an_output_that_cannot_be_read_as_a_probability_is_refused(
+    dtype: type, quantization: tuple[float, int]
+) -> None:
+    with pytest.raises(ModelLoadError, match="output"):
+        LoadedModel(_StubInterpreter(dtype, quantization, 3), "stub")
+
+
+def test_a_quantised_output_reads_as_its_dequantised_probability() -> None:
+    model = LoadedModel(_StubInterpreter(np.int8, (1 / 256, -128), 0), "stub")
+    assert model.classify(np.zeros((32, 64, 3), np.uint8)) == 0.5
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 4, 64, 3), (1, 32, 20000, 3), (2, 32, 64, 3), (1, 32, 64, 1), (1, 32, 64)]
+)
+def test_an_input_that_is_not_a_label_image_of_sane_size_is_refused(
+    shape: tuple[int, ...],
+) -> None:
+    with pytest.raises(ModelLoadError, match="model input"):
+        LoadedModel(_StubInterpreter(np.int8, (1 / 256, -128), 0, shape), "stub")
+
+
+@pytest.mark.parametrize("raw", [2.5, -0.5, float("inf"), float("nan")])
+def test_an_output_that_is_no_probability_is_nan_not_certainly_genuine(raw: float) -> None:
+    model = LoadedModel(_StubInterpreter(np.float32, (0.0, 0), 0), "stub")
+    assert math.isnan(model.score_output(np.array([[raw]], np.float32)))
+    logits = LoadedModel(_StubInterpreter(np.int8, (0.1, 0), 100), "stub")  # reads 10.0
+    assert math.isnan(logits.classify(np.zeros((32, 64, 3), np.uint8)))

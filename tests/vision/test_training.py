@@ -128,3 +128,27 @@ def test_training_on_a_folder_writes_an_int8_model_and_its_card(tmp_path: Path) 
     assert (card.input.height, card.input.width, card.input.zero_point) == (96, 160, -128)
     assert 0 < card.held_out.samples < 48
     assert any(m.startswith("epoch 1") for m in progress)
+
+
+@pytest.mark.parametrize("genuine", [True, False])
+def test_no_threshold_is_picked_from_held_out_labels_of_one_class(genuine: bool) -> None:
+    # all genuine used to give 0.0: a card that passes every label
+    scores = np.array([0.1, 0.6, 0.9])
+    with pytest.raises(ValueError, match="genuine and counterfeit"):
+        pick_threshold(scores, np.full(3, genuine))
+
+
+def test_folder_images_the_gate_would_refuse_are_counted_unreadable(tmp_path: Path) -> None:
+    _write_folder(tmp_path, per_class=2)
+    frame = render_sample(30, LabelKind.GENUINE, frames=1).frames[0]
+    cv2.imwrite(str(tmp_path / "genuine" / "tiny.png"), frame[:64, :64])  # under 96 px
+    ok, encoded = cv2.imencode(".jpg", frame)
+    assert ok
+    data = encoded.tobytes()
+    at = data.index(b"\xff\xc0")  # the frame header, declaring 20000 × 20000 pixels
+    bomb = data[: at + 5] + (20000).to_bytes(2, "big") * 2 + data[at + 9 :]
+    (tmp_path / "genuine" / "bomb.jpg").write_bytes(bomb)
+    loaded = load_folder(tmp_path, INPUT_HEIGHT, INPUT_WIDTH)
+    assert loaded.frames == 7
+    assert loaded.unreadable_files == 3  # broken.png, tiny.png, bomb.jpg
+    assert len(loaded.images) == 4

@@ -169,3 +169,47 @@ def test_the_asyncio_loop_keeps_ticking_while_a_check_runs(
     ticks, result = asyncio.run(gate())
     assert ticks >= 10
     assert result.verdict is VisionVerdict.GENUINE
+
+
+class _Fatal(BaseException):
+    """Not an Exception: nothing should swallow it, as with KeyboardInterrupt."""
+
+
+def test_a_worker_thread_that_dies_answers_every_check_instead_of_hanging() -> None:
+    checker = SlowChecker()
+    worker = VisionWorker(checker, queue_size=4)
+    died = threading.Event()
+    hook = threading.excepthook
+    threading.excepthook = lambda args: died.set()
+    try:
+
+        def fatal(result: VisionResult) -> None:
+            raise _Fatal
+
+        worker.submit([FRAME], fatal)
+        waiting = worker.submit([FRAME])
+        checker.release.set()
+        assert waiting.result(timeout=5).reasons == ("vision_stopped",)
+        assert died.wait(5)
+    finally:
+        threading.excepthook = hook
+    assert worker.submit([FRAME]).result(timeout=1).reasons == ("vision_stopped",)
+    assert worker.stop()
+    assert worker.stats.queued == 0
+
+
+def test_stop_from_a_result_callback_does_not_raise() -> None:
+    checker = SlowChecker()
+    checker.release.set()
+    worker = VisionWorker(checker)
+    outcome: list[object] = []
+
+    def stop_here(result: VisionResult) -> None:
+        try:
+            outcome.append(worker.stop())
+        except Exception as exc:  # the old code: "cannot join current thread"
+            outcome.append(exc)
+
+    worker.submit([FRAME], stop_here).result(timeout=5)
+    assert worker.stop()
+    assert outcome == [False]
