@@ -10,6 +10,8 @@ from importlib.metadata import version as dist_version
 
 import typer
 
+from edge_agent.profile import CONFIG_KEY as GATE_KEY
+from edge_agent.profile import check_gate_profile_mapping
 from edge_agent.vision.cli import app as vision_app
 from gateway.cli import app as ledger_app
 from gateway.cli import gateway_app, verify_cmd
@@ -36,6 +38,7 @@ app.command("verify")(verify_cmd)
 # Appended, not registered in front: a gateway config has no `type:`, so the order does not
 # decide anything, and device profiles stay first in the "expected …" message.
 CONFIG_KINDS.append(ConfigKind("gateway config", CONFIG_KEY, check_config_mapping))
+CONFIG_KINDS.append(ConfigKind("gate profile", GATE_KEY, check_gate_profile_mapping))
 app.command()(demo)
 app.command("scan")(scan)
 

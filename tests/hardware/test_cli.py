@@ -168,7 +168,7 @@ def test_every_problem_of_a_file_is_listed(tmp_path: Path) -> None:
         ("- type: serial_scanner\n", 1, "expected a mapping of settings"),
         ("just text\n", 1, "got a string"),
         ("", None, "empty file"),
-        ("gate: in-01\nlanes: 2\n", 1, "not a config provgate knows: expected a top-level `type:`"),
+        ("conveyor: c1\nlanes: 2\n", 1, "not a config provgate knows: expected a top-level `type:`"),
     ],
     ids=["unclosed-list", "bad-indent", "list", "scalar", "empty", "unknown-kind"],
 )
@@ -206,18 +206,18 @@ def test_several_files_are_all_checked_and_any_failure_exits_2(tmp_path: Path) -
 
 
 def test_a_registered_config_kind_is_recognised_by_its_key(tmp_path: Path) -> None:
-    def check_gate(data: Any, source: str, lines: Any) -> str:
+    def check_conveyor(data: Any, source: str, lines: Any) -> str:
         if not isinstance(data.get("lanes"), int):
             raise ConfigError([ConfigProblem(source, lines.get(("lanes",)), "lanes", "a number")])
-        return f"gate {data['gate']}"
+        return f"conveyor {data['conveyor']}"
 
     saved = list(CONFIG_KINDS)
-    register_config_kind(ConfigKind("gate profile", "gate", check_gate))
+    register_config_kind(ConfigKind("conveyor profile", "conveyor", check_conveyor))
     try:
         good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
-        good.write_text("gate: in-01\nlanes: 2\n")
-        bad.write_text("gate: in-01\nlanes: two\n")
-        assert check_config_file(good) == "gate in-01"
+        good.write_text("conveyor: c1\nlanes: 2\n")
+        bad.write_text("conveyor: c1\nlanes: two\n")
+        assert check_config_file(good) == "conveyor c1"
         result = runner.invoke(app, ["config", "check", str(bad)])
         assert result.exit_code == 2
         assert result.stderr == f"{bad}:2: lanes: a number\n"
