@@ -168,7 +168,7 @@ def test_every_problem_of_a_file_is_listed(tmp_path: Path) -> None:
         ("- type: serial_scanner\n", 1, "expected a mapping of settings"),
         ("just text\n", 1, "got a string"),
         ("", None, "empty file"),
-        ("conveyor: c1\nlanes: 2\n", 1, "not a config provgate knows: expected a top-level `type:`"),
+        ("belt: c1\nlanes: 2\n", 1, "not a config provgate knows: expected a top-level `type:`"),
     ],
     ids=["unclosed-list", "bad-indent", "list", "scalar", "empty", "unknown-kind"],
 )
