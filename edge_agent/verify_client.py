@@ -1,0 +1,367 @@
+"""The gate agent's verification client: items in, authenticated verdicts out, over MQTT.
+
+One paho client (TCP_NODELAY) subscribed to the gate's verdict topic. :meth:`VerifyClient.submit`
+queues an item and returns a :class:`~concurrent.futures.Future` of its
+:class:`~edge_agent.decision.VerifyOutcome`. A sender thread sends a ``verify_request`` for
+a lone item, a ``verify_batch_request`` when several are waiting (at most ``batch_max``
+items, an item waiting at most ``batch_wait_s`` for company). Every reply is checked with a
+:class:`~gatewire.auth.VerdictVerifier` (authentic, bound to its request id and MAC, first
+of its kind, fresh); refused replies are counted and ignored.
+
+Fail closed: an item without a trustworthy answer by its deadline resolves as TIMEOUT; with
+no connection (at submit, or lost while in flight) it resolves at once as OFFLINE. paho
+reconnects with backoff in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
+
+from edge_agent.assembly import AssembledItem
+from edge_agent.decision import VerifyOutcome, VerifyStatus
+from edge_agent.profile import GateProfile
+from edge_agent.vision.checker import VisionResult
+from gatewire.auth import Accepted, VerdictVerifier
+from gatewire.item import CanonicalItemId
+from gatewire.messages import (
+    BatchItem,
+    ErrorReply,
+    ItemResult,
+    ReadSource,
+    Verdict,
+    VerifyBatchRequest,
+    VerifyRequest,
+)
+from gatewire.mqtt import BrokerAddress, make_client
+from gatewire.topics import GateTopics
+
+__all__ = ["VerifyClient", "VerifyItem"]
+
+log = logging.getLogger(__name__)
+
+_GRACE_S: Final = 0.05
+"""The verifier waits this much past an item's deadline (the client resolves it first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyItem:
+    """What the gate tells the gateway about one item."""
+
+    item: CanonicalItemId
+    sources: tuple[ReadSource, ...] = ()
+    also_read: tuple[CanonicalItemId, ...] = ()
+    vision: VisionResult | None = None
+    seller: str | None = None
+
+    @classmethod
+    def from_assembled(
+        cls, assembled: AssembledItem, vision: VisionResult | None = None, seller: str | None = None
+    ) -> VerifyItem:
+        """The facts of an assembled item; raises ValueError for an item without an ID."""
+        if assembled.item is None:
+            raise ValueError(f"window {assembled.window_id} has no item ID to verify")
+        return cls(assembled.item, assembled.sources, assembled.also_read, vision, seller)
+
+    def wire_fields(self) -> dict[str, Any]:
+        """The request fields, only those with a value (defaults stay off the wire)."""
+        fields: dict[str, Any] = {"item": self.item}
+        if self.sources:
+            fields["sources"] = list(dict.fromkeys(self.sources))
+        if self.also_read:
+            fields["also_read"] = list(self.also_read)
+        if self.vision is not None:
+            fields["vision_verdict"] = self.vision.verdict
+            if self.vision.score is not None:
+                fields["vision_score"] = min(1.0, max(0.0, self.vision.score))
+        if self.seller is not None:
+            fields["seller"] = self.seller
+        return fields
+
+
+@dataclass(slots=True)
+class _Slot:
+    facts: VerifyItem
+    deadline: float
+    queued_at: float
+    future: Future[VerifyOutcome] = field(default_factory=Future)
+
+
+class VerifyClient:
+    """Verification of items over MQTT for one gate. Thread-safe; callbacks of the futures
+    run on the MQTT or sender thread and must be quick."""
+
+    def __init__(
+        self,
+        url: str,
+        site: str,
+        gate: str,
+        key: bytes,
+        *,
+        batch_max: int = 32,
+        batch_wait_s: float = 0.0,
+        default_timeout_s: float = 1.0,
+        keepalive_s: int = 15,
+        reconnect_s: tuple[int, int] = (1, 8),
+        client_id: str | None = None,
+    ) -> None:
+        self.topics = GateTopics(site, gate)
+        self.batch_max, self.batch_wait_s = batch_max, batch_wait_s
+        self.default_timeout_s = default_timeout_s
+        self._address = BrokerAddress.from_url(url)
+        self._keepalive = keepalive_s
+        self._verifier = VerdictVerifier(site, gate, key, timeout_s=default_timeout_s)
+        self._lock = threading.Condition()
+        self._queue: deque[_Slot] = deque()
+        self._requests: dict[str, list[_Slot]] = {}
+        self._counters: Counter[str] = Counter()
+        self._connected = False
+        self._closing = False
+        self._subscribed = threading.Event()
+        self._client = make_client(client_id or f"provgate-gate-{site}-{gate}")
+        self._client.reconnect_delay_set(*reconnect_s)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        self._sender = threading.Thread(target=self._run, name=f"verify-{gate}", daemon=True)
+
+    @classmethod
+    def from_profile(cls, profile: GateProfile, key: bytes) -> VerifyClient:
+        """A client with the profile's broker, batching and keepalive; items default to
+        the profile's verification budget as their deadline."""
+        v = profile.verification
+        return cls(
+            v.mqtt_url,
+            profile.gate.site,
+            profile.gate.id,
+            key,
+            batch_max=v.batch_max,
+            batch_wait_s=v.batch_wait_ms / 1000,
+            default_timeout_s=profile.verification_budget_s,
+            keepalive_s=v.keepalive_s,
+        )
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self, wait_s: float = 5.0) -> bool:
+        """Connect in the background and start sending; True when subscribed within
+        ``wait_s`` (otherwise items resolve OFFLINE until the connection comes up)."""
+        if self._address.username is not None:
+            self._client.username_pw_set(self._address.username, self._address.password)
+        self._client.connect_async(self._address.host, self._address.port, self._keepalive)
+        self._client.loop_start()
+        self._sender.start()
+        return self._subscribed.wait(wait_s)
+
+    def close(self) -> None:
+        """Disconnect; items still waiting resolve OFFLINE."""
+        with self._lock:
+            self._closing = True
+            self._lock.notify_all()
+        self._client.disconnect()
+        self._client.loop_stop()
+        if self._sender.is_alive():
+            self._sender.join(5)
+        self._fail_all(VerifyStatus.OFFLINE, "client closed")
+
+    @property
+    def connected(self) -> bool:
+        """True while connected and subscribed to the verdict topic."""
+        return self._connected
+
+    def counters(self) -> dict[str, int]:
+        """sent (requests), items_sent, answered, timeouts, errors, offline, refused and
+        refused.<reason>."""
+        with self._lock:
+            return dict(self._counters)
+
+    # --- submitting ---------------------------------------------------------------------
+
+    def submit(self, facts: VerifyItem, deadline: float | None = None) -> Future[VerifyOutcome]:
+        """Queue one item; its future resolves with the gateway's answer, or TIMEOUT at
+        ``deadline`` (``time.monotonic()``; default: now + ``default_timeout_s``), or
+        OFFLINE as soon as the connection is missing."""
+        now = time.monotonic()
+        slot = _Slot(facts, now + self.default_timeout_s if deadline is None else deadline, now)
+        with self._lock:
+            if not self._connected or self._closing:
+                self._resolve(slot, VerifyOutcome(VerifyStatus.OFFLINE, detail="not connected"))
+                return slot.future
+            self._queue.append(slot)
+            self._lock.notify_all()
+        return slot.future
+
+    # --- sender thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._closing:
+                    return
+                now = time.monotonic()
+                self._expire(now)
+                wait = self._next_wake(now)
+                if not self._queue or (wait > 0 and len(self._queue) < self.batch_max):
+                    self._lock.wait(None if wait == math.inf else max(wait, 0.0005))
+                    continue
+                size = min(len(self._queue), self.batch_max)
+                batch = [self._queue.popleft() for _ in range(size)]
+            self._send(batch)  # outside the lock: paho's thread needs it for replies
+
+    def _next_wake(self, now: float) -> float:
+        """Seconds until the oldest queued item must go or the next deadline passes."""
+        wake = math.inf
+        if self._queue:
+            wake = self._queue[0].queued_at + self.batch_wait_s - now
+        for slots in self._requests.values():
+            for slot in slots:
+                if not slot.future.done():
+                    wake = min(wake, slot.deadline - now)
+        return wake
+
+    def _send(self, batch: Sequence[_Slot]) -> None:
+        site, gate = self.topics.site, self.topics.gate
+        request: VerifyRequest | VerifyBatchRequest
+        timeout = max(s.deadline for s in batch) - time.monotonic() + _GRACE_S
+        try:  # ValidationError is a ValueError; so are too large and unencodable
+            if len(batch) == 1:
+                request = VerifyRequest(site=site, gate=gate, **batch[0].facts.wire_fields())
+            else:
+                items = [BatchItem(index=i, **s.facts.wire_fields()) for i, s in enumerate(batch)]
+                request = VerifyBatchRequest(site=site, gate=gate, items=items)
+            payload = self._verifier.seal_request(request, timeout_s=max(timeout, _GRACE_S))
+        except ValueError as exc:
+            detail = str(exc).splitlines()[0]
+            with self._lock:
+                for slot in batch:
+                    self._resolve(slot, VerifyOutcome(VerifyStatus.ERROR, detail=detail))
+            return
+        with self._lock:
+            self._requests[request.id] = list(batch)
+            if not self._connected:  # lost while the batch was being built
+                self._finish(request.id, VerifyStatus.OFFLINE, "not connected")
+                return
+            self._counters["sent"] += 1
+            self._counters["items_sent"] += len(batch)
+        info = self._client.publish(self.topics.verify_request, payload, qos=1)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            with self._lock:
+                self._finish(request.id, VerifyStatus.OFFLINE, f"publish failed: rc {info.rc}")
+
+    def _expire(self, now: float) -> None:
+        for request_id, slots in list(self._requests.items()):
+            for slot in slots:
+                if not slot.future.done() and now >= slot.deadline:
+                    self._resolve(slot, VerifyOutcome(VerifyStatus.TIMEOUT, request_id=request_id))
+            self._drop_if_done(request_id)
+        for slot in [s for s in self._queue if now >= s.deadline]:
+            self._queue.remove(slot)
+            self._resolve(slot, VerifyOutcome(VerifyStatus.TIMEOUT))
+
+    # --- MQTT callbacks (paho's thread) -------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+        if rc.is_failure:
+            log.warning("verify client: connection refused: %s", rc)
+            return
+        client.subscribe(self.topics.verdict, qos=1)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, _m: int, codes: Any, _p: object) -> None:
+        if any(code.is_failure for code in codes):
+            log.warning("verify client: subscription to %s refused", self.topics.verdict)
+            return
+        with self._lock:
+            self._connected = True
+            self._counters["connects"] += 1
+        self._subscribed.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+        with self._lock:
+            self._connected = False
+            self._subscribed.clear()
+        self._fail_all(VerifyStatus.OFFLINE, f"disconnected: {rc}")
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        result = self._verifier.accept_payload(bytes(msg.payload))
+        with self._lock:
+            if not isinstance(result, Accepted):
+                self._counters["refused"] += 1
+                self._counters[f"refused.{result.reason.value}"] += 1
+                log.debug("verify client: refused reply: %s", result.detail)
+                return
+            reply = result.message
+            slots = self._requests.get(reply.request_id or "")
+            if slots is None:  # accepted, but every item already gave up waiting
+                self._counters["late"] += 1
+                return
+            if isinstance(reply, ErrorReply):
+                code = (f"error.{reply.code.value}",)
+                self._finish(reply.request_id or "", VerifyStatus.ERROR, reply.detail, code)
+                return
+            results: Sequence[Verdict | ItemResult]
+            results = [reply] if isinstance(reply, Verdict) else reply.results
+            now = time.monotonic()
+            for slot, outcome in zip(slots, results, strict=True):
+                if now > slot.deadline:  # the sender thread has not expired it yet
+                    self._resolve(slot, VerifyOutcome(VerifyStatus.TIMEOUT, detail="late"))
+                    continue
+                answer = VerifyOutcome(
+                    VerifyStatus.ANSWERED,
+                    outcome.decision,
+                    tuple(outcome.reasons),
+                    outcome.inspect,
+                    outcome.ledger_state,
+                    reply.request_id,
+                )
+                self._resolve(slot, answer)
+            self._drop_if_done(reply.request_id or "")
+
+    # --- bookkeeping (under the lock) ---------------------------------------------------
+
+    def _resolve(self, slot: _Slot, outcome: VerifyOutcome) -> None:
+        if slot.future.done():
+            return
+        self._counters[_COUNTER[outcome.status]] += 1
+        slot.future.set_result(outcome)
+
+    def _finish(
+        self, request_id: str, status: VerifyStatus, detail: str, reasons: tuple[str, ...] = ()
+    ) -> None:
+        for slot in self._requests.get(request_id, ()):
+            self._resolve(
+                slot, VerifyOutcome(status, reasons=reasons, request_id=request_id, detail=detail)
+            )
+        self._drop_if_done(request_id)
+
+    def _drop_if_done(self, request_id: str) -> None:
+        slots = self._requests.get(request_id)
+        if slots is not None and all(s.future.done() for s in slots):
+            del self._requests[request_id]
+            self._verifier.forget(request_id)
+
+    def _fail_all(self, status: VerifyStatus, detail: str) -> None:
+        with self._lock:
+            for request_id in list(self._requests):
+                self._finish(request_id, status, detail)
+            while self._queue:
+                self._resolve(self._queue.popleft(), VerifyOutcome(status, detail=detail))
+            self._lock.notify_all()
+
+
+_COUNTER: Final = {
+    VerifyStatus.ANSWERED: "answered",
+    VerifyStatus.TIMEOUT: "timeouts",
+    VerifyStatus.ERROR: "errors",
+    VerifyStatus.OFFLINE: "offline",
+}
