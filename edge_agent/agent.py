@@ -1,0 +1,442 @@
+"""The gate agent: device events in, one timed, journaled decision per item out.
+
+One agent thread owns the :class:`~edge_agent.assembly.ItemAssembler` and the
+:class:`~edge_agent.journal.Journal` (SQLite connections stay on the thread that opened
+them). Everything else reaches it as a message on one queue: device events
+(:meth:`GateAgent.on_photo_eye`, :meth:`on_scan`, :meth:`on_sighting`, :meth:`on_frame`,
+called from the drivers' threads), vision results (worker thread), verification outcomes
+(MQTT threads) and diverter actuations (scheduler thread). The thread sleeps on the queue
+until a message comes or the next item window is due to close: no polling while idle.
+
+Per closed item: label check on the vision worker (if the gate has vision and the window
+has frames) → journal the item → :meth:`VerifyClient.submit` with the deadline
+``trigger + profile.deadline_s`` (items without an ID are not asked) → :func:`fuse` →
+journal the decision (durable, with its gate event, before acting) → notify the outbox →
+REJECT and HOLD fire the diverter when the item reaches it, ``trigger + travel - actuation
+time`` (never when the verdict arrives) → journal the actuation. A decision made after that
+moment is journaled late as HOLD with reason ``decision.late`` and the amber lamp blinks
+(the item has passed the diverter: pull it by hand). On start, items a crashed run left
+undecided are held (:meth:`Journal.hold_undecided`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import queue
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from edge_agent.assembly import (
+    AssembledItem,
+    AssemblySettings,
+    FrameRef,
+    ItemAssembler,
+    SourceRead,
+)
+from edge_agent.decision import FusedDecision, VerifyOutcome, fuse
+from edge_agent.journal import GateIdentity, Journal, JournalError
+from edge_agent.profile import DecisionPolicy, GateProfile, TriggerMode
+from edge_agent.verify_client import VerifyClient, VerifyItem
+from edge_agent.vision.checker import FrameInput, VisionResult
+from edge_agent.vision.worker import VisionWorker
+from gatewire.messages import Decision
+from hardware.gate_io.interface import GateIo, LightColor, LightMode, PhotoEyeEvent
+from hardware.gate_io.scheduler import Scheduler
+from hardware.registry import build_device
+
+if TYPE_CHECKING:
+    from edge_agent.outbox import Outbox
+    from hardware.barcode.events import ScanEvent
+    from hardware.camera.frames import Frame
+    from hardware.rfid.sightings import TagSighting
+
+__all__ = ["DECISION_LATE", "JOURNAL_FAILED", "AgentTiming", "GateAgent"]
+
+log = logging.getLogger(__name__)
+
+DECISION_LATE: Final = "decision.late"
+"""The decision came after the item passed the diverter (held: pull it by hand)."""
+JOURNAL_FAILED: Final = "journal.failed"
+"""The item could not be journaled (outbox full, disk full): held, never passed."""
+_IDLE_TICK_S: Final = 0.05  # wake-up while windows are open but no close time is known
+_FRAMES_KEPT: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTiming:
+    """Belt timing in seconds after an item's trigger (photo-eye edge or first read)."""
+
+    deadline_s: float
+    """The decision must exist by then (verification deadline)."""
+    divert_s: float
+    """When to fire the diverter: scan-to-reject travel minus actuation time."""
+
+    @classmethod
+    def from_profile(cls, profile: GateProfile) -> AgentTiming:
+        belt = profile.belt
+        return cls(profile.deadline_s, belt.travel_s - belt.actuation_ms / 1000)
+
+
+@dataclass(slots=True)
+class _Item:
+    assembled: AssembledItem
+    trigger: float  # monotonic
+    vision: VisionResult | None = None
+    journaled: bool = False
+    extra: tuple[str, ...] = field(default_factory=tuple)
+
+
+class GateAgent:
+    """The main loop of one gate. Start with :meth:`start`, stop with :meth:`stop`."""
+
+    def __init__(
+        self,
+        *,
+        assembler: ItemAssembler,
+        open_journal: Callable[[], Journal],
+        verify: VerifyClient,
+        gate_io: GateIo,
+        timing: AgentTiming,
+        policy: DecisionPolicy,
+        vision: VisionWorker | None = None,
+        outbox: Outbox | None = None,
+        scheduler: Scheduler | None = None,
+    ) -> None:
+        self.assembler, self.verify, self.gate_io = assembler, verify, gate_io
+        self.timing, self.policy = timing, policy
+        self.vision, self.outbox = vision, outbox
+        self._open_journal = open_journal
+        self._journal: Journal | None = None
+        self._scheduler = scheduler or Scheduler("agent-diverter", self._scheduler_error)
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._closes: list[float] = []  # monotonic times a window may close (heap)
+        self._frames: OrderedDict[tuple[str, int], FrameInput] = OrderedDict()
+        self._frames_lock = threading.Lock()
+        self._counters: Counter[str] = Counter(
+            dict.fromkeys(("items", "passed", "rejected", "held", "late", "recovered"), 0)
+        )
+        self._counters_lock = threading.Lock()
+        self._in_flight = 0
+        self._queued = 0  # messages put and not yet handled
+        self._idle = threading.Condition()
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="gate-agent", daemon=True)
+
+    @classmethod
+    def from_profile(
+        cls,
+        profile: GateProfile,
+        *,
+        key: bytes | None = None,
+        gate_io: GateIo | None = None,
+        vision: VisionWorker | None = None,
+        outbox: Outbox | None = None,
+    ) -> GateAgent:
+        """An agent with the profile's assembly, journal, verification and timing; the key
+        defaults to the profile's key source, the gate I/O to its ``devices.gate_io``
+        (built, not started). ValueError when the key cannot be loaded."""
+        key = profile.gate.load_key() if key is None else key
+        if gate_io is None:
+            device = build_device(profile.devices.gate_io)
+            assert isinstance(device, GateIo)
+            gate_io = device
+        identity = GateIdentity(profile.gate.site, profile.gate.id, key)
+        j = profile.journal
+        return cls(
+            assembler=ItemAssembler(AssemblySettings.from_profile(profile)),
+            open_journal=lambda: Journal.open(
+                j.path, identity, durability=j.durability, max_backlog=j.max_backlog
+            ),
+            verify=VerifyClient.from_profile(profile, key),
+            gate_io=gate_io,
+            timing=AgentTiming.from_profile(profile),
+            policy=profile.policy,
+            vision=vision,
+            outbox=outbox,
+        )
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Open the journal, hold what a crash left undecided, start the loop."""
+        self._scheduler.start()
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise RuntimeError("gate agent did not start")
+        if self._start_error is not None:
+            raise RuntimeError(f"gate agent could not start: {self._start_error}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the open windows, decide what is in flight, stop the loop."""
+        self._put("stop", None)
+        self._thread.join(timeout)
+        self._scheduler.stop()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no window is open and every item is decided (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._queued or self._closes or self._in_flight or self.assembler.open_windows:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(min(remaining, _IDLE_TICK_S))
+            return True
+
+    def counters(self) -> dict[str, int]:
+        """For the heartbeat: items, passed, rejected, held, late, recovered (held at start)."""
+        with self._counters_lock:
+            return dict(self._counters)
+
+    # --- device events (any thread) ----------------------------------------------------
+
+    def on_photo_eye(self, event: PhotoEyeEvent) -> None:
+        """A photo-eye edge (subscribe this to the gate I/O)."""
+        self._put("eye", event)
+
+    def on_scan(self, event: ScanEvent) -> None:
+        """A barcode scan."""
+        self._put("read", SourceRead.from_scan(event))
+
+    def on_sighting(self, sighting: TagSighting) -> None:
+        """An RFID tag sighting."""
+        self._put("read", SourceRead.from_sighting(sighting))
+
+    def on_read(self, read: SourceRead) -> None:
+        """Any ID read (e.g. a camera DataMatrix)."""
+        self._put("read", read)
+
+    def on_frame(self, frame: Frame) -> None:
+        """A camera frame; the last few images are kept for the label check."""
+        with self._frames_lock:
+            self._frames[(frame.camera, frame.seq)] = frame.image
+            while len(self._frames) > _FRAMES_KEPT:
+                self._frames.popitem(last=False)
+        self._put("frame", FrameRef.from_frame(frame))
+
+    # --- the loop (agent thread) -------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._journal = self._open_journal()
+            held = self._journal.hold_undecided()
+            self._count("recovered", len(held))
+            if held:
+                log.warning("gate agent: held %d items left undecided by a crash", len(held))
+                self._notify_outbox()
+        except (JournalError, OSError, ValueError) as exc:
+            self._start_error = exc
+            self._started.set()
+            return
+        self._started.set()
+        try:
+            while self._step():
+                pass
+        finally:
+            self._journal.close()
+
+    def _step(self) -> bool:
+        """Handle one message (or a window close); False once stopped."""
+        timeout: float | None = None
+        now = time.monotonic()
+        if self._closes:
+            timeout = max(0.0, self._closes[0] - now)
+        elif self.assembler.open_windows:
+            timeout = _IDLE_TICK_S
+        try:
+            kind, value = self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            kind, value = "tick", None
+        if kind == "stop":
+            self._shutdown()
+            return False
+        self._handle(kind, value)
+        if kind != "tick":
+            with self._idle:
+                self._queued -= 1
+        now = time.monotonic()
+        while self._closes and self._closes[0] <= now:
+            heapq.heappop(self._closes)
+        for assembled in self.assembler.advance(now):
+            self._closed(assembled)
+        self._wake_idle()
+        return True
+
+    def _handle(self, kind: str, value: Any) -> None:
+        s = self.assembler.settings
+        if kind == "eye":
+            event: PhotoEyeEvent = value
+            self.assembler.photo_eye(event)
+            self._close_at(event.ts + s.grace_s)  # a window the new item cuts short
+            self._close_at(event.ts + s.window_s + s.grace_s + s.lead_s)
+        elif kind == "read":
+            read: SourceRead = value
+            self.assembler.read(read)
+            if s.mode is TriggerMode.QUIET_GAP:
+                self._close_at(read.ts + min(s.quiet_gap_s, s.window_s) + s.grace_s)
+                self._close_at(read.ts + s.window_s + s.grace_s)
+        elif kind == "frame":
+            self.assembler.frame(value)
+        elif kind == "vision":
+            item, result = value
+            item.vision = result
+            self._verify(item)
+        elif kind == "verified":
+            item, outcome = value
+            self._decide(item, outcome)
+        elif kind == "actuated":
+            window_id, wall_ts = value
+            self._journal_call(lambda j: j.record_actuation(window_id, wall_ts))
+
+    def _close_at(self, ts: float) -> None:
+        heapq.heappush(self._closes, ts)
+
+    def _closed(self, assembled: AssembledItem) -> None:
+        trigger = assembled.trigger_ts if assembled.trigger_ts is not None else assembled.opened_at
+        item = _Item(assembled, trigger)
+        self._in_flight += 1
+        self._count("items")
+        frames = self._frame_images(assembled.frames)
+        if self.vision is not None and frames:
+            self.vision.submit(frames, lambda r: self._put("vision", (item, r)))
+        else:
+            self._verify(item)
+
+    def _verify(self, item: _Item) -> None:
+        a = item.assembled
+        vision = item.vision
+        try:
+            assert self._journal is not None
+            self._journal.record_item(
+                a.window_id,
+                scanned_at=self._wall(item.trigger),
+                deadline=self._wall(item.trigger + self.timing.deadline_s),
+                reads=a.reads_by_source(),
+                item=a.item,
+                vision_verdict=None if vision is None else vision.verdict,
+                vision_score=None if vision is None else vision.score,
+            )
+            item.journaled = True
+        except JournalError as exc:
+            log.error("gate agent: item %s not journaled: %s; holding it", a.window_id, exc)
+            item.extra = (JOURNAL_FAILED,)
+        if a.item is None or not item.journaled:
+            self._decide(item, None)
+            return
+        future = self.verify.submit(
+            VerifyItem.from_assembled(a, vision), item.trigger + self.timing.deadline_s
+        )
+        future.add_done_callback(lambda f: self._put("verified", (item, _result(f))))
+
+    def _decide(self, item: _Item, outcome: VerifyOutcome | None) -> None:
+        a = item.assembled
+        fused = fuse(a, outcome, item.vision, self.policy, vision_enabled=self.vision is not None)
+        if item.extra:
+            fused = FusedDecision(Decision.HOLD, (*item.extra, *fused.reasons), fused.inspect)
+        now = time.monotonic()
+        divert_at = item.trigger + self.timing.divert_s
+        late = now > divert_at
+        decision, reasons = fused.decision, fused.reasons
+        if late:
+            decision, reasons = Decision.HOLD, (DECISION_LATE, *reasons)
+        request_id = None if outcome is None else outcome.request_id
+        if item.journaled:
+            wall_now = self._wall(now)
+            self._journal_call(
+                lambda j: j.record_decision(
+                    a.window_id,
+                    decision,
+                    reasons,
+                    decided_at=wall_now,
+                    late=late,
+                    request_id=request_id,
+                )
+            )
+            self._notify_outbox()
+        self._count({Decision.PASS: "passed", Decision.REJECT: "rejected"}.get(decision, "held"))
+        if late:
+            self._count("late")
+            log.warning("gate agent: %s decided after it passed the diverter", a.window_id)
+            self.gate_io.set_light(LightColor.AMBER, LightMode.BLINK)
+        elif decision is not Decision.PASS:
+            window_id, journaled = a.window_id, item.journaled
+            self._scheduler.call_at(divert_at, lambda: self._fire(window_id, journaled))
+        self._in_flight -= 1
+
+    def _fire(self, window_id: str, journaled: bool) -> None:
+        """Scheduler thread: fire the diverter; the agent thread journals it."""
+        actuation = self.gate_io.fire_diverter()
+        if not actuation.applied:
+            log.error("gate agent: diverter failed for %s: %s", window_id, actuation.error)
+            return
+        if journaled:
+            self._put("actuated", (window_id, actuation.wall_ts))
+
+    def _shutdown(self) -> None:
+        for assembled in self.assembler.flush():
+            self._closed(assembled)
+        deadline = time.monotonic() + self.timing.divert_s + 1.0
+        while self._in_flight and time.monotonic() < deadline:
+            try:
+                kind, value = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if kind in ("vision", "verified", "actuated"):
+                self._handle(kind, value)
+            with self._idle:
+                self._queued -= 1
+        self._wake_idle()
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _frame_images(self, refs: tuple[FrameRef, ...]) -> list[FrameInput]:
+        with self._frames_lock:
+            images = [self._frames.get((r.camera, r.seq)) for r in refs]
+        return [image for image in images if image is not None][:2]
+
+    def _journal_call(self, work: Callable[[Journal], object]) -> None:
+        assert self._journal is not None
+        try:
+            work(self._journal)
+        except (JournalError, ValueError) as exc:
+            log.error("gate agent: journal write failed: %s", exc)
+
+    def _put(self, kind: str, value: Any) -> None:
+        with self._idle:
+            self._queued += 1
+        self._inbox.put((kind, value))
+
+    def _notify_outbox(self) -> None:
+        if self.outbox is not None:
+            self.outbox.notify()
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._counters_lock:
+            self._counters[name] += n
+
+    def _wake_idle(self) -> None:
+        with self._idle:
+            self._idle.notify_all()
+
+    @staticmethod
+    def _wall(mono: float) -> float:
+        return time.time() - time.monotonic() + mono
+
+    def _scheduler_error(self, exc: BaseException) -> None:
+        log.error("gate agent: diverter callback failed: %s", exc)
+
+
+def _result(future: Future[VerifyOutcome]) -> VerifyOutcome | None:
+    """The outcome, or None (held as ``verify.missing``) if the future failed."""
+    try:
+        return future.result()
+    except Exception as exc:
+        log.error("gate agent: verification failed: %s", exc)
+        return None

@@ -1,0 +1,357 @@
+"""The gate agent end to end in one process: fake device feeds, SimGateIo, a real mosquitto
+and the real gateway on a seeded SQLite ledger. Genuine items pass untouched, counterfeits
+are diverted when they reach the diverter, a missing gateway or a late decision holds, and
+every item is journaled with one gate event each."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+
+from edge_agent.agent import DECISION_LATE, AgentTiming, GateAgent
+from edge_agent.assembly import AssemblySettings, ItemAssembler, SourceRead
+from edge_agent.decision import VerifyStatus
+from edge_agent.journal import GateIdentity, Journal
+from edge_agent.outbox import Outbox
+from edge_agent.profile import DecisionPolicy, GateProfile, TriggerMode
+from edge_agent.verify_client import VerifyClient
+from edge_agent.vision.checker import FrameInput, VisionResult
+from edge_agent.vision.worker import VisionWorker
+from gateway.service import open_service
+from gatewire.auth import derive_gate_key
+from gatewire.messages import Decision, ReadSource, VisionVerdict
+from gatewire.mqtt import BrokerAddress, connect, make_client
+from gatewire.topics import GateTopics
+from hardware.camera.frames import Frame
+from hardware.gate_io import SimGateIo, SimGateIoConfig
+from simulators.broker import MosquittoBroker
+from tests.gateway.service.support import SECRET, Site, epc, gateway_config, new_site_id
+
+GATE = "in-01"
+TIMING = AgentTiming(deadline_s=0.5, divert_s=0.7)
+"""Belt: decide within 0.5 s of the photo eye, the diverter fires 0.7 s after it."""
+SETTINGS = AssemblySettings(TriggerMode.PHOTO_EYE, window_s=0.1, grace_s=0.02)
+POLICY = DecisionPolicy(honour_inspection=False)
+"""Random inspection off: each item's decision is the gateway's verdict (tested in decision)."""
+KNOWN = (1, 2, 3)
+UNKNOWN = 999
+
+
+class FakeChecker:
+    """A label check that answers GENUINE after ``delay_s`` (a slow model when large)."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.checked = 0
+
+    def check(self, frames: Sequence[FrameInput]) -> VisionResult:
+        self.checked += 1
+        time.sleep(self.delay_s)
+        return VisionResult(VisionVerdict.GENUINE, 0.97)
+
+
+class EventSink:
+    """Collects the gate events that reach the broker."""
+
+    def __init__(self, url: str, topic: str) -> None:
+        self.payloads: list[bytes] = []
+        self._lock = threading.Lock()
+        self._client = make_client(f"sink-{uuid.uuid4().hex[:8]}")
+        subscribed = threading.Event()
+        self._client.on_subscribe = lambda *args: subscribed.set()
+        self._client.on_message = self._on_message
+        connect(self._client, BrokerAddress.from_url(url))
+        self._client.subscribe(topic, qos=1)
+        self._client.loop_start()
+        assert subscribed.wait(5)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.payloads.append(bytes(msg.payload))
+
+    def wait(self, count: int, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.payloads) >= count:
+                    break
+            time.sleep(0.02)
+        with self._lock:
+            return len(self.payloads)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@dataclass
+class Rig:
+    """An agent wired to SimGateIo, a verify client, an outbox and a fake camera."""
+
+    agent: GateAgent
+    io: SimGateIo
+    journal_path: Path
+    identity: GateIdentity
+    checker: FakeChecker
+    outbox: Outbox
+    _seq: int = 0
+
+    def item(self, read: str | None) -> float:
+        """An item passes the photo eye now, its barcode read 10 ms later, one frame taken."""
+        enter, _ = self.io.trigger(0.05)
+        if read is not None:
+            self.agent.on_read(SourceRead(ReadSource.BARCODE, read, enter.ts + 0.01, "scanner"))
+        self._seq += 1
+        image = np.zeros((8, 8, 3), np.uint8)
+        now = time.time()
+        self.agent.on_frame(Frame(image, self._seq, enter.ts + 0.02, now, "label", "fake"))
+        return enter.ts
+
+    def journal(self) -> Journal:
+        return Journal.open(self.journal_path, self.identity)
+
+
+@pytest.fixture
+def site_id() -> str:
+    return new_site_id()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Site]:
+    site = Site.create(str(tmp_path / "ledger.db"), tmp_path / "keys")
+    site.commissioned(*KNOWN)
+    yield site
+    site.close()
+
+
+@pytest.fixture
+def make_rig(tmp_path: Path, site_id: str) -> Iterator[Callable[..., Rig]]:
+    cleanups: list[Callable[[], None]] = []
+
+    def make(url: str, *, vision_delay_s: float = 0.0, timing: AgentTiming = TIMING) -> Rig:
+        key = derive_gate_key(SECRET, site_id, GATE)
+        identity = GateIdentity(site_id, GATE, key)
+        path = tmp_path / "journal.db"
+        io = SimGateIo(SimGateIoConfig(type="sim_gate_io", diverter_pulse_ms=50))
+        io.start()
+        verify = VerifyClient(url, site_id, GATE, key, batch_max=8)
+        assert verify.start(5)
+        checker = FakeChecker(vision_delay_s)
+        worker = VisionWorker(checker)
+        outbox = Outbox(path, url, f"outbox-{uuid.uuid4().hex[:8]}").start()
+        agent = GateAgent(
+            assembler=ItemAssembler(SETTINGS),
+            open_journal=lambda: Journal.open(path, identity),
+            verify=verify,
+            gate_io=io,
+            timing=timing,
+            policy=POLICY,
+            vision=worker,
+            outbox=outbox,
+        )
+        unsubscribe = io.subscribe(agent.on_photo_eye)
+        agent.start()
+
+        def cleanup() -> None:
+            unsubscribe()
+            agent.stop()
+            outbox.stop()
+            worker.stop()
+            verify.close()
+            io.stop()
+
+        cleanups.append(cleanup)
+        return Rig(agent, io, path, identity, checker, outbox)
+
+    yield make
+    for cleanup in cleanups:
+        cleanup()
+
+
+def settle(rig: Rig, pulses: int) -> None:
+    """Wait until every item is decided and the expected diverter pulses are recorded."""
+    assert rig.agent.wait_idle(5)
+    assert rig.io.wait_actuations(pulses, 3) if pulses else True
+    time.sleep(0.1)  # the actuation's journal write happens on the agent thread
+
+
+def test_genuine_pass_unknown_rejected_at_the_diverter_and_every_item_journaled(
+    mosquitto: MosquittoBroker, ledger: Site, site_id: str, make_rig: Callable[..., Rig]
+) -> None:
+    service = open_service(gateway_config(ledger, mosquitto.url, site_id=site_id))
+    service.start()
+    sink = EventSink(mosquitto.url, GateTopics(site_id, GATE).event)
+    try:
+        rig = make_rig(mosquitto.url)
+        triggers = {}
+        for n in (*KNOWN, UNKNOWN):
+            triggers[n] = rig.item(epc(n))
+            time.sleep(0.15)  # one item at a time under the photo eye, several on the belt
+        settle(rig, pulses=1)
+        assert sink.wait(4, 5) == 4
+    finally:
+        sink.close()
+        service.stop()
+    pulses = rig.io.diverter_pulses()
+    assert len(pulses) == 1, "only the unknown serial is diverted"
+    planned = triggers[UNKNOWN] + TIMING.divert_s
+    assert planned <= pulses[0].ts < planned + 0.1, "fired when the item reaches the diverter"
+    with rig.journal() as journal:
+        counts = journal.counts()
+        records = [journal.item(f"{rig.agent.assembler.id_prefix}-{i:08d}") for i in (1, 2, 3, 4)]
+    assert [r.decision if r else None for r in records] == [
+        Decision.PASS,
+        Decision.PASS,
+        Decision.PASS,
+        Decision.REJECT,
+    ]
+    assert records[3] is not None
+    assert "ledger.unknown_serial" in records[3].reasons
+    assert records[3].actuated_at is not None
+    assert records[0] is not None
+    assert records[0].actuated_at is None
+    assert (counts.items, counts.passed, counts.rejected, counts.held) == (4, 3, 1, 0)
+    assert counts.items == counts.passed + counts.rejected + counts.held
+    assert len(set(sink.payloads)) == 4, "one gate event per decided item reached the broker"
+    assert counts.late == 0
+    assert counts.undecided == 0
+    assert counts.outbox == 0
+    assert rig.agent.counters() == {
+        "items": 4,
+        "passed": 3,
+        "rejected": 1,
+        "held": 0,
+        "late": 0,
+        "recovered": 0,
+    }
+    assert rig.checker.checked == 4, "every item's frame went through the label check"
+
+
+def test_gateway_stopped_holds_and_diverts_never_passes(
+    mosquitto: MosquittoBroker, ledger: Site, site_id: str, make_rig: Callable[..., Rig]
+) -> None:
+    service = open_service(gateway_config(ledger, mosquitto.url, site_id=site_id))
+    service.start()
+    rig = make_rig(mosquitto.url)
+    try:
+        rig.item(epc(KNOWN[0]))
+        settle(rig, pulses=0)
+    finally:
+        service.stop()
+    trigger = rig.item(epc(KNOWN[1]))  # the same genuine item kind, nobody answers now
+    settle(rig, pulses=1)
+    with rig.journal() as journal:
+        counts = journal.counts()
+        first = journal.item(f"{rig.agent.assembler.id_prefix}-00000001")
+        second = journal.item(f"{rig.agent.assembler.id_prefix}-00000002")
+    assert first is not None
+    assert first.decision is Decision.PASS
+    assert second is not None
+    assert second.decision is Decision.HOLD
+    assert second.reasons[0] == VerifyStatus.TIMEOUT.value
+    assert not second.late
+    assert second.actuated_at is not None
+    assert (counts.items, counts.passed, counts.held) == (2, 1, 1)
+    (pulse,) = rig.io.diverter_pulses()
+    assert trigger + TIMING.divert_s <= pulse.ts < trigger + TIMING.divert_s + 0.1
+
+
+def test_a_decision_after_the_item_passed_the_diverter_is_late_and_held(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig]
+) -> None:
+    rig = make_rig(mosquitto.url, vision_delay_s=0.8)  # the label check outlasts the belt
+    rig.item(epc(KNOWN[0]))
+    assert rig.agent.wait_idle(5)
+    with rig.journal() as journal:
+        counts = journal.counts()
+        record = journal.item(f"{rig.agent.assembler.id_prefix}-00000001")
+    assert record is not None
+    assert record.decision is Decision.HOLD
+    assert record.late
+    assert record.reasons[0] == DECISION_LATE
+    assert record.actuated_at is None
+    assert (counts.items, counts.held, counts.late) == (1, 1, 1)
+    assert rig.io.diverter_pulses() == [], "too late to divert: the item is pulled by hand"
+    assert rig.agent.counters()["late"] == 1
+
+
+def test_items_left_undecided_by_a_crash_are_held_on_start(
+    mosquitto: MosquittoBroker, tmp_path: Path, site_id: str, make_rig: Callable[..., Rig]
+) -> None:
+    key = derive_gate_key(SECRET, site_id, GATE)
+    with Journal.open(tmp_path / "journal.db", GateIdentity(site_id, GATE, key)) as journal:
+        journal.record_item(
+            "crashed-1", scanned_at=time.time(), deadline=time.time() + 1, reads={"barcode": []}
+        )
+    rig = make_rig(mosquitto.url)
+    with rig.journal() as journal:
+        record = journal.item("crashed-1")
+    assert record is not None
+    assert record.decision is Decision.HOLD
+    assert rig.agent.counters()["recovered"] == 1
+
+
+def test_a_window_without_a_read_is_held_without_asking_the_gateway(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig]
+) -> None:
+    rig = make_rig(mosquitto.url)
+    rig.item(None)
+    settle(rig, pulses=1)
+    with rig.journal() as journal:
+        record = journal.item(f"{rig.agent.assembler.id_prefix}-00000001")
+    assert record is not None
+    assert record.decision is Decision.HOLD
+    assert "read.none" in record.reasons
+    assert rig.agent.verify.counters().get("sent", 0) == 0
+
+
+def test_from_profile_builds_a_working_agent_with_the_belt_timing(
+    mosquitto: MosquittoBroker, tmp_path: Path, site_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATE_KEY", derive_gate_key(SECRET, site_id, GATE).hex())
+    profile = GateProfile.model_validate(
+        {
+            "gate": {"site": site_id, "id": GATE, "kind": "inbound", "key_env": "GATE_KEY"},
+            "devices": {
+                "scanner": {"type": "serial_scanner", "port": "/dev/ttyACM0"},
+                "gate_io": {"type": "sim_gate_io"},
+            },
+            "belt": {
+                "speed_m_s": 2.0,
+                "scan_to_reject_m": 1.0,
+                "window_m": 0.1,
+                "actuation_ms": 50,
+            },
+            "verification": {"mqtt_url": mosquitto.url},
+            "journal": {"path": str(tmp_path / "gate.db")},
+        }
+    )
+    agent = GateAgent.from_profile(profile)
+    assert agent.timing == AgentTiming(deadline_s=profile.deadline_s, divert_s=0.45)
+    io = agent.gate_io
+    assert isinstance(io, SimGateIo)
+    io.start()
+    assert agent.verify.start(5)
+    unsubscribe = io.subscribe(agent.on_photo_eye)
+    agent.start()
+    try:
+        enter, _ = io.trigger()
+        agent.on_read(SourceRead(ReadSource.BARCODE, epc(KNOWN[0]), enter.ts + 0.01))
+        assert agent.wait_idle(5)
+        assert io.wait_actuations(1, 3), "no gateway: held, and diverted"
+    finally:
+        unsubscribe()
+        agent.stop()
+        agent.verify.close()
+        io.stop()
+    (pulse,) = io.diverter_pulses()
+    assert enter.ts + 0.45 <= pulse.ts < enter.ts + 0.55
+    assert agent.counters()["held"] == 1
