@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from edge_agent.vision.config import VisionConfig
 from gatewire.auth import KEY_SIZE
-from gatewire.messages import MAX_BATCH, Decision
+from gatewire.messages import MAX_BATCH, Decision, GateKind
 from gatewire.mqtt import BrokerAddress
 from gatewire.topics import ID_PATTERN
 from gatewire.yamlconfig import ConfigError, ConfigProblem, parse_yaml, validate
@@ -64,14 +64,6 @@ _DEVICE_SLOTS: Final = (
     ("rfid", DeviceKind.RFID),
     ("gate_io", DeviceKind.GATE_IO),
 )
-
-
-class GateKind(StrEnum):
-    """What a gate does (the gateway picks the business step of PASS events from it)."""
-
-    INBOUND = "inbound"
-    OUTBOUND = "outbound"
-    INSPECTION = "inspection"
 
 
 class GateIdentitySettings(BaseModel):

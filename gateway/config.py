@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -28,7 +27,7 @@ from pydantic import (
 
 from gateway.policy import Policy
 from gatewire.auth import MIN_SITE_SECRET
-from gatewire.messages import DEFAULT_MAX_PAYLOAD
+from gatewire.messages import DEFAULT_MAX_PAYLOAD, GateKind
 from gatewire.mqtt import BrokerAddress
 from gatewire.topics import ID_PATTERN, is_valid_id
 from gatewire.yamlconfig import ConfigError, ConfigProblem, parse_yaml, validate
@@ -81,14 +80,6 @@ def resolve_secret(value: str, what: str, *, min_bytes: int = MIN_SITE_SECRET) -
     if len(secret) < min_bytes:
         raise ValueError(f"{what} is {len(secret)} bytes; at least {min_bytes} are needed")
     return secret
-
-
-class GateKind(StrEnum):
-    """What a gate does, which picks the business step of its PASS events."""
-
-    INBOUND = "inbound"
-    OUTBOUND = "outbound"
-    INSPECTION = "inspection"
 
 
 class GateSettings(BaseModel):

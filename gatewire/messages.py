@@ -98,6 +98,14 @@ class Decision(StrEnum):
     HOLD = "HOLD"
 
 
+class GateKind(StrEnum):
+    """What a gate does, which picks the business step of its PASS events."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    INSPECTION = "inspection"
+
+
 class ReadSource(StrEnum):
     """Which gate device saw the item."""
 
