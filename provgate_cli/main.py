@@ -10,6 +10,7 @@ from importlib.metadata import version as dist_version
 
 import typer
 
+from edge_agent.cli import app as agent_app
 from edge_agent.profile import CONFIG_KEY as GATE_KEY
 from edge_agent.profile import check_gate_profile_mapping
 from edge_agent.vision.cli import app as vision_app
@@ -34,6 +35,7 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(vision_app, name="vision")
+app.add_typer(agent_app, name="agent")
 app.command("verify")(verify_cmd)
 # Appended, not registered in front: a gateway config has no `type:`, so the order does not
 # decide anything, and device profiles stay first in the "expected …" message.
