@@ -29,7 +29,13 @@ from gatewire.auth import KEY_SIZE
 from gatewire.messages import MAX_BATCH, Decision, GateKind
 from gatewire.mqtt import BrokerAddress
 from gatewire.topics import ID_PATTERN
-from gatewire.yamlconfig import ConfigError, ConfigProblem, parse_yaml, validate
+from gatewire.yamlconfig import (
+    ConfigError,
+    ConfigProblem,
+    parse_yaml,
+    read_yaml_file,
+    validate,
+)
 from hardware.barcode.config import SerialScannerConfig
 from hardware.camera.config import OpenCvCameraConfig
 from hardware.gate_io.config import GpiozeroGateIoConfig, SimGateIoConfig
@@ -587,13 +593,8 @@ def _placed(problem: ConfigProblem, lines: Mapping[tuple[str, ...], int]) -> Con
 
 def load_gate_profile(path: str | Path) -> GateProfile:
     """Read and validate the gate profile at ``path``; ConfigError says what to fix."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem(source, None, "", f"cannot read: {exc}")]) from exc
-    data, lines = parse_yaml(text, source)
-    return parse_gate_profile(data, source, lines, Path(path).parent)
+    data, lines = read_yaml_file(path)
+    return parse_gate_profile(data, str(path), lines, Path(path).parent)
 
 
 def check_gate_profile_mapping(

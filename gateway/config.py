@@ -30,7 +30,7 @@ from gatewire.auth import MIN_SITE_SECRET
 from gatewire.messages import DEFAULT_MAX_PAYLOAD, GateKind
 from gatewire.mqtt import BrokerAddress
 from gatewire.topics import ID_PATTERN, is_valid_id
-from gatewire.yamlconfig import ConfigError, ConfigProblem, parse_yaml, validate
+from gatewire.yamlconfig import ConfigError, ConfigProblem, read_yaml_file, validate
 
 __all__ = [
     "CONFIG_KEY",
@@ -325,11 +325,7 @@ def load_config(path: str | Path | None) -> GatewayConfig:
     if path is None:
         return GatewayConfig()
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem(source, None, "", f"cannot read: {exc}")]) from exc
-    data, lines = parse_yaml(text, source)
+    data, lines = read_yaml_file(path)
     config = validate(GatewayConfig, data, source, lines)
     _check_secrets(config, source, lines)
     return config

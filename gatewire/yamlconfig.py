@@ -102,12 +102,18 @@ def problems_from(
     return problems
 
 
-def load_yaml_model(model: type[ModelT], path: str | Path) -> ModelT:
-    """Read ``path`` and validate it as ``model``; ConfigError says what to fix."""
+def read_yaml_file(path: str | Path) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """The YAML in the file at ``path`` with each key path's line (see :func:`parse_yaml`);
+    ConfigError when it cannot be read or parsed."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigProblem(source, None, "", f"cannot read: {exc}")]) from exc
-    data, lines = parse_yaml(text, source)
-    return validate(model, data, source, lines)
+    return parse_yaml(text, source)
+
+
+def load_yaml_model(model: type[ModelT], path: str | Path) -> ModelT:
+    """Read ``path`` and validate it as ``model``; ConfigError says what to fix."""
+    data, lines = read_yaml_file(path)
+    return validate(model, data, str(path), lines)
