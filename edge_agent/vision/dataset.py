@@ -97,7 +97,13 @@ def _collect(
     width: int,
     stage: str,
     progress: Progress | None,
-) -> tuple[list[NDArray[np.uint8]], list[bool], list[str], int, int, int]:
+    *,
+    description: str,
+    none_found: str,
+    seeds: RenderSeeds | None = None,
+) -> LabelSet:
+    """The labels found in ``items`` (frame or None if unreadable, genuine?, kind);
+    DatasetError ``none_found`` when there is not one."""
     images: list[NDArray[np.uint8]] = []
     genuine: list[bool] = []
     kinds: list[str] = []
@@ -114,7 +120,18 @@ def _collect(
             kinds.append(kind)
         if progress is not None and (frames % _REPORT_EVERY == 0 or frames == total):
             progress(stage, frames / max(total, 1))
-    return images, genuine, kinds, frames, skipped, unreadable
+    if not images:
+        raise DatasetError(none_found)
+    return LabelSet(
+        images=_stack(images, height, width),
+        genuine=np.array(genuine, dtype=np.bool_),
+        kinds=tuple(kinds),
+        frames=frames,
+        skipped_no_label=skipped,
+        unreadable_files=unreadable,
+        description=description,
+        seeds=seeds,
+    )
 
 
 def _stack(images: list[NDArray[np.uint8]], height: int, width: int) -> NDArray[np.uint8]:
@@ -165,19 +182,15 @@ def _read_images(
 def load_folder(root: Path, height: int, width: int, progress: Progress | None = None) -> LabelSet:
     """Every image under ``root/genuine`` and ``root/counterfeit``, located and warped."""
     files = _folder_files(root)
-    images, genuine, kinds, frames, skipped, unreadable = _collect(
-        _read_images(files), len(files), height, width, "reading images", progress
-    )
-    if not images:
-        raise DatasetError(f"no label found in any image under {root}")
-    return LabelSet(
-        images=_stack(images, height, width),
-        genuine=np.array(genuine, dtype=np.bool_),
-        kinds=tuple(kinds),
-        frames=frames,
-        skipped_no_label=skipped,
-        unreadable_files=unreadable,
+    return _collect(
+        _read_images(files),
+        len(files),
+        height,
+        width,
+        "reading images",
+        progress,
         description=f"Photographs from {root.name}/ (genuine/ and counterfeit/ subfolders).",
+        none_found=f"no label found in any image under {root}",
     )
 
 
@@ -194,22 +207,18 @@ def render_synthetic(
         (s.frames[0], s.kind is LabelKind.GENUINE, s.kind.value)
         for s in render_dataset(spec.seed, spec.samples, config=config, frames=1)
     )
-    images, genuine, kinds, frames, skipped, unreadable = _collect(
-        rendered, spec.samples, height, width, "rendering labels", progress
-    )
-    if not images:
-        raise DatasetError("no label found in any rendered frame")
-    return LabelSet(
-        images=_stack(images, height, width),
-        genuine=np.array(genuine, dtype=np.bool_),
-        kinds=tuple(kinds),
-        frames=frames,
-        skipped_no_label=skipped,
-        unreadable_files=unreadable,
+    return _collect(
+        rendered,
+        spec.samples,
+        height,
+        width,
+        "rendering labels",
+        progress,
         description=(
             f"Synthetic labels rendered by simulators.labels: render_dataset(seed={spec.seed}, "
             f"n={spec.samples}), {spec.counterfeit_share:.0%} counterfeit over all counterfeit "
             "kinds, default capture variation, frame A (first lighting angle) of each."
         ),
+        none_found="no label found in any rendered frame",
         seeds=spec.seeds,
     )
