@@ -1,0 +1,124 @@
+"""One gate's running parts, built from its profile and started and stopped in order.
+
+:func:`build_gate` turns a :class:`~edge_agent.profile.GateProfile` into a :class:`GateRun`:
+the agent, its gate I/O, the outbox, the label check worker and the device drivers, with the
+agent's ``on_*`` methods as the drivers' callbacks. :meth:`GateRun.start` starts sinks before
+sources; :meth:`GateRun.stop` stops sources first, lets the agent decide what is in flight,
+drains the outbox, then stops the sinks. ``provgate agent run`` and the gate simulator both
+run a gate this way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from edge_agent.agent import GateAgent
+from edge_agent.outbox import Outbox
+from edge_agent.profile import GateProfile
+from edge_agent.vision.checker import LabelChecker
+from edge_agent.vision.worker import VisionWorker
+from hardware.barcode.driver import SerialScanner
+from hardware.base import Device
+from hardware.camera.config import OpenCvCameraConfig
+from hardware.camera.driver import OpenCvCamera
+from hardware.camera.sources import FrameSource
+from hardware.gate_io.interface import GateIo
+from hardware.registry import build_device
+from hardware.rfid.driver import ThingMagicReader
+
+__all__ = ["GateRun", "build_gate"]
+
+log = logging.getLogger(__name__)
+
+VERIFY_WAIT_S: Final = 5.0
+"""How long :meth:`GateRun.start` waits for the broker before going on (items held meanwhile)."""
+DRAIN_S: Final = 2.0
+"""How long :meth:`GateRun.stop` waits for the outbox to empty."""
+
+CameraSourceFactory = Callable[[OpenCvCameraConfig], FrameSource]
+
+
+@dataclass(slots=True)
+class GateRun:
+    """Everything one gate runs; :meth:`start` and :meth:`stop` in reverse order."""
+
+    profile: GateProfile
+    agent: GateAgent
+    gate_io: GateIo
+    outbox: Outbox
+    vision: VisionWorker | None
+    drivers: list[Device] = field(default_factory=list)
+    _unsubscribe: list[Callable[[], None]] = field(default_factory=list)
+
+    def start(self) -> bool:
+        """Start everything, sinks before sources; True when the broker answered in time.
+
+        RuntimeError when the agent cannot start (journal unusable).
+        """
+        self.gate_io.start()
+        connected = self.agent.verify.start(VERIFY_WAIT_S)
+        self.agent.start()  # opens the journal, which creates the outbox table
+        self.outbox.start()
+        self._unsubscribe.append(self.gate_io.subscribe(self.agent.on_photo_eye))
+        for driver in self.drivers:
+            driver.start()
+        return connected
+
+    def stop(self) -> None:
+        """Stop the sources, let the agent decide what is in flight, then the sinks."""
+        for driver in reversed(self.drivers):
+            _quietly(driver.stop, driver)
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        _quietly(self.agent.stop, "agent")
+        _quietly(self.agent.verify.close, "verification")
+        if not self.outbox.wait_drained(DRAIN_S):
+            log.warning("agent: outbox not drained; the rest is sent on the next start")
+        _quietly(self.outbox.stop, "outbox")
+        if self.vision is not None:
+            _quietly(self.vision.stop, "vision")
+        _quietly(self.gate_io.stop, self.gate_io)
+
+
+def build_gate(
+    profile: GateProfile, key: bytes, *, camera_source: CameraSourceFactory | None = None
+) -> GateRun:
+    """The gate of ``profile`` (nothing started). ``camera_source`` replaces how the
+    cameras open their sources (a simulator's frames); the drivers stay the real ones.
+
+    ValueError / OSError / RuntimeError when a part cannot be built (e.g. the model).
+    """
+    device = build_device(profile.devices.gate_io)
+    if not isinstance(device, GateIo):  # pragma: no cover - the profile's type ensures it
+        raise TypeError(f"devices.gate_io built a {type(device).__name__}, not gate I/O")
+    vision = None
+    if profile.vision is not None:
+        vision = VisionWorker(LabelChecker(profile.vision))
+    gate = profile.gate
+    outbox = Outbox(
+        profile.journal.path,
+        profile.verification.mqtt_url,
+        f"provgate-{gate.site}-{gate.id}-outbox",
+    )
+    agent = GateAgent.from_profile(profile, key=key, gate_io=device, vision=vision, outbox=outbox)
+    run = GateRun(profile, agent, device, outbox, vision)
+    devices = profile.devices
+    if devices.scanner is not None:
+        run.drivers.append(SerialScanner(devices.scanner, on_scan=agent.on_scan))
+    if devices.rfid is not None:
+        run.drivers.append(ThingMagicReader(devices.rfid, on_sighting=agent.on_sighting))
+    for camera in devices.cameras:
+        run.drivers.append(OpenCvCamera(camera, on_frame=agent.on_frame, open_source=camera_source))
+    return run
+
+
+def _quietly(stop: Callable[[], object], what: object) -> None:
+    """Call ``stop``; a failure is logged, so the rest still stops."""
+    try:
+        stop()
+    except Exception as exc:
+        log.error("agent: stopping %s failed: %s", getattr(what, "name", what), exc)
