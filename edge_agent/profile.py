@@ -2,9 +2,10 @@
 
 A profile names the gate (site, gate id, kind, where its key is), its devices, the belt
 geometry, how items are triggered, how verification runs, the optional camera label
-check, the local decision policy and the journal. The verification deadline is derived
-from the belt (:attr:`GateProfile.deadline_s`) and a profile whose deadline leaves no time
-to verify is refused with a message naming the numbers to change.
+check, its heartbeat and reconnect backoff, the local decision policy and the journal.
+The verification deadline is derived from the belt (:attr:`GateProfile.deadline_s`) and a
+profile whose deadline leaves no time to verify is refused with a message naming the
+numbers to change.
 
 Devices reuse the hardware config models. Each entry is either an inline device config
 (``type: …``) or ``profile: PATH`` (a device profile, relative to the gate profile's
@@ -52,6 +53,7 @@ __all__ = [
     "GateKind",
     "GateProfile",
     "JournalSettings",
+    "PresenceSettings",
     "TriggerMode",
     "TriggerSettings",
     "VerificationSettings",
@@ -333,6 +335,45 @@ class VerificationSettings(BaseModel):
         return value
 
 
+class PresenceSettings(BaseModel):
+    """The gate's heartbeat and how it reconnects to the broker."""
+
+    model_config = _CONFIG
+
+    heartbeat_s: float = Field(
+        default=5.0,
+        ge=0.1,
+        le=3600,
+        title="Heartbeat interval (s)",
+        description="A sealed heartbeat (uptime, counters, device health) goes to the "
+        "gateway this often.",
+    )
+    reconnect_min_s: int = Field(
+        default=1,
+        ge=1,
+        le=60,
+        title="First reconnect delay (s)",
+        description="Wait before the first attempt after losing the broker; doubled after "
+        "each failed attempt up to reconnect_max_s.",
+    )
+    reconnect_max_s: int = Field(
+        default=8,
+        ge=1,
+        le=600,
+        title="Longest reconnect delay (s)",
+        description="The longest wait between reconnect attempts (items are held meanwhile).",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PresenceSettings:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError(
+                f"reconnect_max_s ({self.reconnect_max_s}) must be at least reconnect_min_s "
+                f"({self.reconnect_min_s})"
+            )
+        return self
+
+
 class DecisionPolicy(BaseModel):
     """What the gate itself decides, on top of the gateway's verdict (never PASS)."""
 
@@ -389,7 +430,8 @@ class JournalSettings(BaseModel):
 
 
 class GateProfile(BaseModel):
-    """One gate: identity, devices, belt, trigger, verification, vision, policy, journal."""
+    """One gate: identity, devices, belt, trigger, verification, vision, presence, policy,
+    journal."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="provgate gate profile")
 
@@ -408,6 +450,11 @@ class GateProfile(BaseModel):
         default=None,
         title="Label check",
         description="The camera label check; leave out for a gate without one.",
+    )
+    presence: PresenceSettings = Field(
+        default_factory=PresenceSettings,
+        title="Presence",
+        description="Heartbeat interval and reconnect backoff.",
     )
     policy: DecisionPolicy = Field(
         default_factory=DecisionPolicy,

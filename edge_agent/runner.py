@@ -1,11 +1,13 @@
 """One gate's running parts, built from its profile and started and stopped in order.
 
 :func:`build_gate` turns a :class:`~edge_agent.profile.GateProfile` into a :class:`GateRun`:
-the agent, its gate I/O, the outbox, the label check worker and the device drivers, with the
-agent's ``on_*`` methods as the drivers' callbacks. :meth:`GateRun.start` starts sinks before
-sources; :meth:`GateRun.stop` stops sources first, lets the agent decide what is in flight,
-drains the outbox, then stops the sinks. ``provgate agent run`` and the gate simulator both
-run a gate this way.
+the agent, its gate I/O, the outbox, the label check worker, the device drivers (with the
+agent's ``on_*`` methods as their callbacks) and the heartbeat
+(:class:`~edge_agent.presence.Presence`, on the verification client's connection).
+:meth:`GateRun.start` starts sinks before sources, the heartbeat last; :meth:`GateRun.stop`
+stops sources first, lets the agent decide what is in flight, sends a last heartbeat, closes
+the verification client (``online: false``), drains the outbox, then stops the sinks.
+``provgate agent run`` and the gate simulator both run a gate this way.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Final
 
 from edge_agent.agent import GateAgent
 from edge_agent.outbox import Outbox
+from edge_agent.presence import CounterSource, HealthSource, Presence
 from edge_agent.profile import GateProfile
 from edge_agent.vision.checker import LabelChecker
 from edge_agent.vision.worker import VisionWorker
@@ -51,6 +54,7 @@ class GateRun:
     outbox: Outbox
     vision: VisionWorker | None
     drivers: list[Device] = field(default_factory=list)
+    presence: Presence | None = None
     _unsubscribe: list[Callable[[], None]] = field(default_factory=list)
 
     def start(self) -> bool:
@@ -65,6 +69,8 @@ class GateRun:
         self._unsubscribe.append(self.gate_io.subscribe(self.agent.on_photo_eye))
         for driver in self.drivers:
             driver.start()
+        if self.presence is not None:
+            self.presence.start()
         return connected
 
     def stop(self) -> None:
@@ -75,6 +81,8 @@ class GateRun:
             unsubscribe()
         self._unsubscribe.clear()
         _quietly(self.agent.stop, "agent")
+        if self.presence is not None:  # the final counters, then online: false at close
+            _quietly(self.presence.stop, "presence")
         _quietly(self.agent.verify.close, "verification")
         if not self.outbox.wait_drained(DRAIN_S):
             log.warning("agent: outbox not drained; the rest is sent on the next start")
@@ -113,7 +121,45 @@ def build_gate(
         run.drivers.append(ThingMagicReader(devices.rfid, on_sighting=agent.on_sighting))
     for camera in devices.cameras:
         run.drivers.append(OpenCvCamera(camera, on_frame=agent.on_frame, open_source=camera_source))
+    run.presence = _presence(run, key)
     return run
+
+
+def _presence(run: GateRun, key: bytes) -> Presence:
+    """The heartbeat of ``run``: agent, verification, outbox and vision counters, and the
+    health of the gate I/O, each driver and the outbox's connection."""
+    verify, outbox, vision = run.agent.verify, run.outbox, run.vision
+    counters: dict[str, CounterSource] = {
+        "": run.agent.counters,
+        "verify": verify.counters,
+        "outbox": lambda: _outbox_counters(outbox),
+    }
+    if vision is not None:
+        counters["vision"] = lambda: _vision_counters(vision)
+    health: dict[str, HealthSource] = {run.gate_io.name: run.gate_io.health}
+    for driver in run.drivers:
+        health.setdefault(driver.name, driver.health)
+    health.setdefault("outbox", lambda: "ok" if outbox.connected else "down")
+    presence = Presence(
+        verify.topics,
+        key,
+        verify.publish,
+        interval_s=run.profile.presence.heartbeat_s,
+        counters=counters,
+        health=health,
+    )
+    verify.on_connected = presence.beat_soon
+    return presence
+
+
+def _outbox_counters(outbox: Outbox) -> dict[str, int]:
+    c = outbox.counters
+    return {"backlog": c.queued, "sent": c.sent, "resent": c.resent, "failed": c.failed}
+
+
+def _vision_counters(vision: VisionWorker) -> dict[str, int]:
+    s = vision.stats
+    return {"submitted": s.submitted, "completed": s.completed, "busy": s.busy, "queued": s.queued}
 
 
 def _quietly(stop: Callable[[], object], what: object) -> None:

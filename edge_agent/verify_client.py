@@ -11,6 +11,12 @@ of its kind, fresh); refused replies are counted and ignored.
 Fail closed: an item without a trustworthy answer by its deadline resolves as TIMEOUT; with
 no connection (at submit, or lost while in flight) it resolves at once as OFFLINE. paho
 reconnects with backoff in the background.
+
+The client's connection also carries the gate's availability: its last will (registered
+before connecting) sets the retained ``status`` to ``online: false``; every (re)connect
+publishes ``online: true`` and a clean :meth:`VerifyClient.close` ``online: false``.
+:meth:`VerifyClient.publish` lets :class:`~edge_agent.presence.Presence` send heartbeats
+on the same connection.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import math
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -30,6 +36,7 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from edge_agent.assembly import AssembledItem
 from edge_agent.decision import VerifyOutcome, VerifyStatus
+from edge_agent.presence import availability_payload
 from edge_agent.profile import GateProfile
 from edge_agent.vision.checker import VisionResult
 from gatewire.auth import Accepted, VerdictVerifier
@@ -52,6 +59,8 @@ log = logging.getLogger(__name__)
 
 _GRACE_S: Final = 0.05
 """The verifier waits this much past an item's deadline (the client resolves it first)."""
+_OFFLINE_WAIT_S: Final = 2.0
+"""How long :meth:`VerifyClient.close` waits for the broker to take ``online: false``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +139,11 @@ class VerifyClient:
         self._subscribed = threading.Event()
         self._client = make_client(client_id or f"provgate-gate-{site}-{gate}")
         self._client.reconnect_delay_set(*reconnect_s)
+        self._client.will_set(
+            self.topics.status, availability_payload(site, gate, online=False), qos=1, retain=True
+        )
+        self.on_connected: Callable[[], None] | None = None
+        """Called (on paho's thread, keep it quick) after each (re)connect's ``online: true``."""
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
@@ -138,9 +152,9 @@ class VerifyClient:
 
     @classmethod
     def from_profile(cls, profile: GateProfile, key: bytes) -> VerifyClient:
-        """A client with the profile's broker, batching and keepalive; items default to
-        the profile's verification budget as their deadline."""
-        v = profile.verification
+        """A client with the profile's broker, batching, keepalive and reconnect backoff;
+        items default to the profile's verification budget as their deadline."""
+        v, presence = profile.verification, profile.presence
         return cls(
             v.mqtt_url,
             profile.gate.site,
@@ -150,6 +164,7 @@ class VerifyClient:
             batch_wait_s=v.batch_wait_ms / 1000,
             default_timeout_s=profile.verification_budget_s,
             keepalive_s=v.keepalive_s,
+            reconnect_s=(presence.reconnect_min_s, presence.reconnect_max_s),
         )
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -165,10 +180,17 @@ class VerifyClient:
         return self._subscribed.wait(wait_s)
 
     def close(self) -> None:
-        """Disconnect; items still waiting resolve OFFLINE."""
+        """Publish ``online: false``, disconnect; items still waiting resolve OFFLINE."""
         with self._lock:
             self._closing = True
             self._lock.notify_all()
+        if self._client.is_connected():
+            offline = availability_payload(self.topics.site, self.topics.gate, online=False)
+            info = self._client.publish(self.topics.status, offline, qos=1, retain=True)
+            try:
+                info.wait_for_publish(_OFFLINE_WAIT_S)
+            except (RuntimeError, ValueError) as exc:  # lost meanwhile: the will says it
+                log.info("verify client: offline status not confirmed: %s", exc)
         self._client.disconnect()
         self._client.loop_stop()
         if self._sender.is_alive():
@@ -181,10 +203,18 @@ class VerifyClient:
         return self._connected
 
     def counters(self) -> dict[str, int]:
-        """sent (requests), items_sent, answered, timeouts, errors, offline, refused and
-        refused.<reason>."""
+        """connects, sent (requests), items_sent, answered, timeouts, errors, offline,
+        late, refused and refused.<reason>."""
         with self._lock:
             return dict(self._counters)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
+        """Publish on this client's connection (e.g. a heartbeat); False when there is no
+        connection or paho refused it (nothing is queued for later)."""
+        if not self._client.is_connected():
+            return False
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     # --- submitting ---------------------------------------------------------------------
 
@@ -276,6 +306,14 @@ class VerifyClient:
             log.warning("verify client: connection refused: %s", rc)
             return
         client.subscribe(self.topics.verdict, qos=1)
+        online = availability_payload(self.topics.site, self.topics.gate, online=True)
+        client.publish(self.topics.status, online, qos=1, retain=True)
+        callback = self.on_connected
+        if callback is not None:
+            try:
+                callback()
+            except Exception:
+                log.exception("verify client: on_connected callback failed")
 
     def _on_subscribe(self, _c: mqtt.Client, _u: object, _m: int, codes: Any, _p: object) -> None:
         if any(code.is_failure for code in codes):
