@@ -107,8 +107,12 @@ class GateAgent:
         vision: VisionWorker | None = None,
         outbox: Outbox | None = None,
         scheduler: Scheduler | None = None,
+        label_id_required: bool = False,
     ) -> None:
+        """``label_id_required``: the label check reads the label's DataMatrix, which must
+        name the item for its verdict to count (see :func:`~edge_agent.decision.fuse`)."""
         self.assembler, self.verify, self.gate_io = assembler, verify, gate_io
+        self.label_id_required = label_id_required
         self.timing, self.policy = timing, policy
         self.vision, self.outbox = vision, outbox
         self._open_journal = open_journal
@@ -160,6 +164,7 @@ class GateAgent:
             policy=profile.policy,
             vision=vision,
             outbox=outbox,
+            label_id_required=profile.vision is not None and profile.vision.decode_datamatrix,
         )
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -337,7 +342,14 @@ class GateAgent:
 
     def _decide(self, item: _Item, outcome: VerifyOutcome | None) -> None:
         a = item.assembled
-        fused = fuse(a, outcome, item.vision, self.policy, vision_enabled=self.vision is not None)
+        fused = fuse(
+            a,
+            outcome,
+            item.vision,
+            self.policy,
+            vision_enabled=self.vision is not None,
+            label_id_required=self.label_id_required,
+        )
         if item.extra:
             fused = FusedDecision(Decision.HOLD, (*item.extra, *fused.reasons), fused.inspect)
         now = time.monotonic()

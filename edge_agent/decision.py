@@ -8,7 +8,10 @@ Pure logic, no I/O. :func:`fuse` takes what the gate knows about an item (its
 reason code, most decisive first.
 
 Fail closed: PASS needs a trustworthy gateway PASS, a genuine label (or no label check at
-the gate) and exactly one canonical item ID. Every input votes a decision; the most severe
+the gate) and exactly one canonical item ID. The label's DataMatrix is a third source of
+that ID: a label naming another item (the camera saw a neighbour) holds the item, and so
+does a label whose DataMatrix could not be read when the gate expects one (the label check
+cannot be tied to this item). Every input votes a decision; the most severe
 vote wins (REJECT > HOLD > PASS).
 """
 
@@ -21,6 +24,7 @@ from typing import Final
 from edge_agent.assembly import READ_MISMATCH, AssembledItem
 from edge_agent.profile import DecisionPolicy
 from edge_agent.vision.checker import VisionResult
+from gatewire.identity import parse_item_id
 from gatewire.messages import Decision, VisionVerdict
 
 __all__ = [
@@ -29,6 +33,8 @@ __all__ = [
     "POLICY_VISION_SUSPECT",
     "POLICY_VISION_UNREADABLE",
     "VERIFY_MISSING",
+    "VISION_ID_MISMATCH",
+    "VISION_ID_UNREAD",
     "VISION_MISSING",
     "FusedDecision",
     "VerifyOutcome",
@@ -44,6 +50,10 @@ VERIFY_MISSING: Final = "verify.missing"
 """An item with an ID that has no verification outcome at all."""
 VISION_MISSING: Final = "vision.missing"
 """The gate has a label check but no result for this item (handled as unreadable)."""
+VISION_ID_MISMATCH: Final = "vision.id_mismatch"
+"""The label's DataMatrix names another item than the scanner and tag did."""
+VISION_ID_UNREAD: Final = "vision.id_unread"
+"""The gate expects the label's DataMatrix and could not read it."""
 MAX_REASONS: Final = 32
 """Most reason codes a gate event carries."""
 
@@ -103,16 +113,20 @@ def fuse(
     policy: DecisionPolicy,
     *,
     vision_enabled: bool,
+    label_id_required: bool = False,
 ) -> FusedDecision:
     """Fuse the inputs into one decision; see the module docstring for the rules.
 
     ``vision_enabled`` says whether the gate has a label check: with one, a missing
     result counts as unreadable; without one, a result given anyway is still used.
+    ``label_id_required``: the label check reads the label's DataMatrix, so a genuine
+    label verdict counts only when that ID is this item's.
     """
     votes: list[tuple[Decision, tuple[str, ...]]] = []
     votes.extend(_id_votes(item, policy))
     votes.extend(_verify_votes(item, verify))
     votes.extend(_vision_votes(vision, policy, vision_enabled=vision_enabled))
+    votes.extend(_label_id_votes(item, vision, required=label_id_required))
     decision = max((d for d, _ in votes), key=_SEVERITY.__getitem__, default=Decision.HOLD)
     inspect = bool(verify is not None and verify.trustworthy and verify.inspect)
     inspect = inspect and policy.honour_inspection
@@ -166,3 +180,16 @@ def _vision_votes(
         return [(decision, (POLICY_VISION_SUSPECT, "vision.suspect"))]
     decision = policy.decision("vision_unreadable")
     return [(decision, (POLICY_VISION_UNREADABLE, "vision.unreadable"))]
+
+
+def _label_id_votes(
+    item: AssembledItem, vision: VisionResult | None, *, required: bool
+) -> list[tuple[Decision, tuple[str, ...]]]:
+    if vision is None or item.item is None:
+        return []  # the vision and no-ID votes already hold such items
+    if vision.item_id is None:
+        return [(Decision.HOLD, (VISION_ID_UNREAD,))] if required else []
+    read = parse_item_id(vision.item_id).item
+    if read is None or read.key != item.item.key:
+        return [(Decision.HOLD, (VISION_ID_MISMATCH,))]
+    return []

@@ -13,6 +13,8 @@ from edge_agent.decision import (
     POLICY_VISION_SUSPECT,
     POLICY_VISION_UNREADABLE,
     VERIFY_MISSING,
+    VISION_ID_MISMATCH,
+    VISION_ID_UNREAD,
     VISION_MISSING,
     VerifyOutcome,
     VerifyStatus,
@@ -214,3 +216,53 @@ def test_gateway_reject_always_rejects(
     reject = VerifyOutcome(VerifyStatus.ANSWERED, REJECT, ("ledger.cloned",), verify.inspect)
     fused = fuse(item, reject, vision, policy, vision_enabled=vision_enabled)
     assert fused.decision is REJECT
+
+
+def _label(
+    item: CanonicalItemId | None, verdict: VisionVerdict = VisionVerdict.GENUINE
+) -> VisionResult:
+    """A label check result whose DataMatrix read ``item`` (bracketed HRI, as zxing gives it)."""
+    text = None if item is None else f"(01){item.gtin}(21){item.serial}"
+    return VisionResult(verdict, 0.97, (), text)
+
+
+def test_a_genuine_label_of_this_item_lets_a_gateway_pass_through() -> None:
+    item = item_id("ABC123")
+    fused = fuse(
+        assembled(item),
+        answered(PASS),
+        _label(item),
+        DEFAULT,
+        vision_enabled=True,
+        label_id_required=True,
+    )
+    assert fused.decision is PASS
+
+
+def test_a_genuine_label_naming_another_item_holds_the_item() -> None:
+    """The camera judged a neighbour's label: its verdict says nothing about this item."""
+    fused = fuse(
+        assembled(item_id("ABC123")),
+        answered(PASS),
+        _label(item_id("OTHER9")),
+        DEFAULT,
+        vision_enabled=True,
+    )
+    assert fused.decision is HOLD
+    assert VISION_ID_MISMATCH in fused.reasons
+
+
+@pytest.mark.parametrize(("required", "expected"), [(True, HOLD), (False, PASS)])
+def test_an_unread_label_id_holds_only_where_the_gate_expects_one(
+    required: bool, expected: Decision
+) -> None:
+    fused = fuse(
+        assembled(item_id("ABC123")),
+        answered(PASS),
+        _label(None),
+        DEFAULT,
+        vision_enabled=True,
+        label_id_required=required,
+    )
+    assert fused.decision is expected
+    assert (VISION_ID_UNREAD in fused.reasons) is required
