@@ -108,9 +108,12 @@ class GateAgent:
         outbox: Outbox | None = None,
         scheduler: Scheduler | None = None,
         label_id_required: bool = False,
+        camera_order: tuple[str, ...] = (),
     ) -> None:
         """``label_id_required``: the label check reads the label's DataMatrix, which must
-        name the item for its verdict to count (see :func:`~edge_agent.decision.fuse`)."""
+        name the item for its verdict to count (see :func:`~edge_agent.decision.fuse`);
+        ``camera_order``: the cameras' names, lighting angle A first."""
+        self.camera_order = camera_order
         self.assembler, self.verify, self.gate_io = assembler, verify, gate_io
         self.label_id_required = label_id_required
         self.timing, self.policy = timing, policy
@@ -165,6 +168,7 @@ class GateAgent:
             vision=vision,
             outbox=outbox,
             label_id_required=profile.vision is not None and profile.vision.decode_datamatrix,
+            camera_order=tuple(c.name for c in profile.devices.cameras),
         )
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -409,9 +413,18 @@ class GateAgent:
     # --- helpers -----------------------------------------------------------------------
 
     def _frame_images(self, refs: tuple[FrameRef, ...]) -> list[FrameInput]:
+        """The frames the label check gets: with several cameras, the first frame of each
+        in profile order (camera A, then B: the two lighting angles); with one camera,
+        its first two frames (two LEDs alternating)."""
+        cameras = dict.fromkeys(r.camera for r in refs)
+        if len(cameras) > 1:
+            order = [c for c in self.camera_order if c in cameras]
+            order += [c for c in cameras if c not in order]
+            first = {c: next(r for r in refs if r.camera == c) for c in order}
+            refs = tuple(first[c] for c in order)
         with self._frames_lock:
-            images = [self._frames.get((r.camera, r.seq)) for r in refs]
-        return [image for image in images if image is not None][:2]
+            images = [self._frames.get((r.camera, r.seq)) for r in refs[:2]]
+        return [image for image in images if image is not None]
 
     def _journal_call(self, work: Callable[[Journal], object]) -> None:
         assert self._journal is not None

@@ -51,9 +51,11 @@ class FakeChecker:
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
         self.checked = 0
+        self.frames: list[Sequence[FrameInput]] = []
 
     def check(self, frames: Sequence[FrameInput]) -> VisionResult:
         self.checked += 1
+        self.frames.append(frames)
         time.sleep(self.delay_s)
         return VisionResult(VisionVerdict.GENUINE, 0.97)
 
@@ -136,7 +138,13 @@ def ledger(tmp_path: Path) -> Iterator[Site]:
 def make_rig(tmp_path: Path, site_id: str) -> Iterator[Callable[..., Rig]]:
     cleanups: list[Callable[[], None]] = []
 
-    def make(url: str, *, vision_delay_s: float = 0.0, timing: AgentTiming = TIMING) -> Rig:
+    def make(
+        url: str,
+        *,
+        vision_delay_s: float = 0.0,
+        timing: AgentTiming = TIMING,
+        camera_order: tuple[str, ...] = (),
+    ) -> Rig:
         key = derive_gate_key(SECRET, site_id, GATE)
         identity = GateIdentity(site_id, GATE, key)
         path = tmp_path / "journal.db"
@@ -156,6 +164,7 @@ def make_rig(tmp_path: Path, site_id: str) -> Iterator[Callable[..., Rig]]:
             policy=POLICY,
             vision=worker,
             outbox=outbox,
+            camera_order=camera_order,
         )
         unsubscribe = io.subscribe(agent.on_photo_eye)
         agent.start()
@@ -297,6 +306,22 @@ def test_items_left_undecided_by_a_crash_are_held_on_start(
     assert record is not None
     assert record.decision is Decision.HOLD
     assert rig.agent.counters()["recovered"] == 1
+
+
+def test_two_cameras_give_the_label_check_one_frame_each_angle_a_first(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig]
+) -> None:
+    """Camera B's frame arriving first, or camera A sending two, must not make the
+    colour-shift check compare a frame with itself or swap the lighting angles."""
+    rig = make_rig(mosquitto.url, camera_order=("label-a", "label-b"))
+    enter, _ = rig.io.trigger(0.05)
+    shots = [("label-b", 1, 7), ("label-a", 2, 1), ("label-a", 3, 2)]
+    for camera, seq, value in shots:
+        image = np.full((8, 8, 3), value, np.uint8)
+        rig.agent.on_frame(Frame(image, seq, enter.ts + 0.01 * seq, time.time(), camera, "fake"))
+    assert rig.agent.wait_idle(5)
+    assert len(rig.checker.frames) == 1
+    assert [int(np.asarray(f)[0, 0, 0]) for f in rig.checker.frames[0]] == [1, 7]
 
 
 def test_a_window_without_a_read_is_held_without_asking_the_gateway(
