@@ -1,344 +1,308 @@
-"""``provgate demo``: the main job on embedded defaults, as far as it is built.
+"""``provgate demo``: the main job on embedded defaults, on one machine, no hardware.
 
-The gate agent (scanners → item assembly → decision → diverter) is not built yet. Until
-it is, the demo shows what exists and says so: every form of one item's ID normalising to
-one canonical ID, bad IDs refused with a reason, and the real gateway answering gates
-through a real mosquitto broker (when installed) from a freshly seeded ledger with its
-rules, with a tampered, a forged and a replayed verdict refused by the gate, and the
-camera label check (the shipped TFLite model) on a freshly rendered genuine label and one
-of each counterfeit kind, plus a black frame and a corrupt JPEG.
+A private mosquitto (or ``--mqtt``), the real gateway on a freshly seeded SQLite ledger, and
+N simulated gates, each its own process: the real gate agent fed by simulated scanners, RFID
+readers and cameras on real ptys and a conveyor that moves a stream of genuine items and
+counterfeits of every kind past them (:mod:`simulators.site_run`). A live table per gate
+while the belts run, then a summary checked against the truth: no counterfeit passed, every
+item decided and journaled, every gate event in the gateway's ledger once.
 """
 
 from __future__ import annotations
 
-import queue
-import secrets
+import json
+import math
+import shutil
 import tempfile
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
-import paho.mqtt.client as mqtt
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
-from gateway.cli import register_demo_orgs
-from gateway.config import GateSettings, GatewayConfig, HttpSettings, MqttSettings
-from gateway.ledger.ledger import Ledger
-from gateway.ledger.seed import BRANDS, demo_batches, demo_orgs
-from gateway.ledger.seed import SITE as SEED_SITE
-from gateway.ledger.signing import Keystore
-from gateway.service import open_service
-from gatewire.auth import (
-    Accepted,
-    VerdictVerifier,
-    derive_gate_key,
-    seal,
+from hardware.cli import EXIT_INVALID
+from simulators.site_run import GateProgress, RunSettings, SiteRun, SiteRunError
+from simulators.site_summary import (
+    LedgerCheck,
+    Summary,
+    check_ledger,
+    load_outcomes,
+    summarise,
 )
-from gatewire.epc import encode_sgtin_hex
-from gatewire.identity import parse_item_id
-from gatewire.messages import Decision, Verdict, VerifyRequest
-from gatewire.mqtt import BrokerAddress, connect, make_client
-from gatewire.topics import GateTopics
-from simulators.broker import BrokerError, MosquittoBroker, find_mosquitto
 
-SITE = "demo"
-GATE = "in-01"
-OUT_GATE = "out-01"
-SEED_ITEMS = 60
-EPC_URI = "urn:epc:id:sgtin:0614141.812345.6789"
-SAME_ITEM_FORMS = {
-    "GS1-128 scan (AIM ]C1, GS separators)": "]C10180614141123458" + "216789",
-    "GS1 DataMatrix scan (AIM ]d2)": "]d2018061414112345817261231" + "10LOT42\x1d216789",
-    "bracketed human-readable": "(01)80614141123458(21)6789",
-    "GS1 Digital Link URI": "https://id.gs1.org/01/80614141123458/21/6789",
-    "EPC pure-identity URI": EPC_URI,
-    "EPC binary from an RFID tag (SGTIN-96)": encode_sgtin_hex(EPC_URI, 3),
-}
-BAD_INPUTS = {
-    "wrong check digit": "(01)80614141123459(21)6789",
-    "unknown AI": "(01)80614141123458(23)X(21)6789",
-    "truncated EPC hex": encode_sgtin_hex(EPC_URI, 3)[:20],
-    "junk": "hello world",
+__all__ = ["demo"]
+
+_REFRESH_S: Final = 0.25
+_STATE_STYLE: Final = {
+    "starting": "dim",
+    "preparing": "yellow",
+    "running": "cyan",
+    "done": "green",
+    "failed": "bold red",
 }
 
 
 def demo(
+    gates: Annotated[
+        int, typer.Option("--gates", "-g", min=1, max=16, help="Simulated gates (half inbound).")
+    ] = 3,
+    items: Annotated[
+        int | None,
+        typer.Option(
+            "--items", "-n", min=1, help="Items per gate [default: 40].", show_default=False
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            "--duration",
+            "-d",
+            min=0.1,
+            help="Run each belt this many seconds instead (items = rate × duration).",
+            show_default=False,
+        ),
+    ] = None,
+    rate: Annotated[
+        float, typer.Option("--rate", "-r", min=0.1, max=500, help="Items per second per gate.")
+    ] = 5.0,
+    counterfeit_rate: Annotated[
+        float,
+        typer.Option("--counterfeit-rate", min=0.0, max=1.0, help="Share of counterfeit items."),
+    ] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the ledger and the items.")] = 7,
     mqtt_url: Annotated[
         str | None,
         typer.Option("--mqtt", help="Use this broker (mqtt://host:port) instead of a private one."),
     ] = None,
-) -> None:
-    """Run the demo on embedded defaults (what exists so far; see the notice it prints)."""
-    console = Console()
-    console.print(
-        "[bold]provgate demo[/bold] — [yellow]the gate agent (scan → assemble → decide → "
-        "divert) is not built yet.[/yellow]\nShowing what exists: item identity, and the "
-        "gateway's authenticated verdicts from the provenance ledger over MQTT, and the "
-        "camera label check.\n"
-    )
-    _show_identity(console)
-    _show_wire(console, mqtt_url)
-    _show_vision(console)
-
-
-def _show_identity(console: Console) -> None:
-    table = Table(title="One item, six ways it reaches a gate", title_justify="left")
-    for column in ("read as", "kind", "canonical key", "serial"):
-        table.add_column(column)
-    keys = set()
-    for label, text in SAME_ITEM_FORMS.items():
-        outcome = parse_item_id(text)
-        if outcome.item is None:
-            console.print(f"[red]demo input failed to parse: {label}: {outcome.error}[/red]")
-            raise typer.Exit(1)
-        keys.add(outcome.item.key)
-        table.add_row(label, outcome.item.kind.value, outcome.item.key, outcome.item.serial)
-    console.print(table)
-    verdict = "[green]all agree[/green]" if len(keys) == 1 else "[red]DISAGREE[/red]"
-    console.print(f"Canonical IDs: {verdict} ({len(keys)} distinct)\n")
-    bad = Table(title="Bad reads are refused with a reason", title_justify="left")
-    bad.add_column("input")
-    bad.add_column("reason")
-    for label, text in BAD_INPUTS.items():
-        outcome = parse_item_id(text)
-        bad.add_row(label, outcome.error or "[red]ACCEPTED (bug)[/red]")
-    console.print(bad)
-
-
-def _show_wire(console: Console, mqtt_url: str | None) -> None:
-    console.print()
-    if mqtt_url is None and find_mosquitto() is None:
-        console.print(
-            "[yellow]mosquitto is not installed: skipping the broker round trip "
-            "(apt-get install mosquitto, or pass --mqtt URL).[/yellow]"
-        )
-        return
-    broker = None
-    try:
-        if mqtt_url is None:
-            broker = MosquittoBroker().start()
-            mqtt_url = broker.url
-            console.print(f"Started a private mosquitto at {mqtt_url}")
-        _round_trip(console, mqtt_url)
-    except (BrokerError, OSError, TimeoutError) as exc:
-        console.print(f"[red]broker round trip failed: {exc}[/red]")
-        raise typer.Exit(1) from exc
-    finally:
-        if broker is not None:
-            broker.close()
-
-
-def _round_trip(console: Console, url: str) -> None:
-    secret = secrets.token_bytes(32)
-    with tempfile.TemporaryDirectory(prefix="provgate-demo-") as tmp:
-        db = f"{tmp}/ledger.db"
-        inbound, received = _seed(db, Path(tmp) / "keys")
-        config = GatewayConfig(
-            site=SITE,
-            site_org=SEED_SITE.org,
-            location=SEED_SITE.sgln("00005"),
-            site_secret=secret.hex(),
-            ledger_url=db,
-            keystore_dir=Path(tmp) / "keys",
-            gates={GATE: GateSettings(kind="inbound"), OUT_GATE: GateSettings(kind="outbound")},
-            mqtt=MqttSettings(url=url),
-            http=HttpSettings(enabled=False),
-        )
-        gateway = open_service(config)
-        gateway.start()
-        try:
-            with _Gate(url, secret, GATE) as gate_in, _Gate(url, secret, OUT_GATE) as gate_out:
-                _show_verdicts(console, gate_in, gate_out, inbound, received)
-                _show_refusals(console, gate_in, secret, url)
-        finally:
-            gateway.stop()
-
-
-def _seed(db: str, keys_dir: Path) -> tuple[list[str], list[str]]:
-    """A small demo ledger; (EPCs on their way in, EPCs received in order at the site)."""
-    keystore = Keystore(keys_dir)
-    org_keys = [keystore.load_or_generate(o.org) for o in demo_orgs()]
-    commissioned: list[str] = []
-    seen_here: set[str] = set()
-    received: list[str] = []
-    with Ledger.open(db, org_keys) as ledger:
-        for signer, events, _ in demo_batches(SEED_ITEMS, seed=7, batch_size=SEED_ITEMS):
-            ledger.append_batch(events, signer)
-            for event in events:
-                epc = event["epcList"][0]
-                if signer != SEED_SITE.org:
-                    commissioned.append(epc)
-                    continue
-                seen_here.add(epc)
-                if "non_conformant" not in str(event["disposition"]):
-                    received.append(epc)
-        ledger.seal()
-        register_demo_orgs(ledger.store)
-    return [n for n in commissioned if n not in seen_here], received
-
-
-class _Gate:
-    """A demo gate: seals requests with its key and accepts only verdicts bound to them."""
-
-    def __init__(self, url: str, secret: bytes, gate: str) -> None:
-        self.gate = gate
-        self.topics = GateTopics(SITE, gate)
-        self.verifier = VerdictVerifier(SITE, gate, derive_gate_key(secret, SITE, gate))
-        self.inbox: queue.Queue[bytes] = queue.Queue()
-        self.client = make_client(f"provgate-demo-{gate}-{secrets.token_hex(3)}")
-        self.client.on_message = lambda c, u, m: self.inbox.put(bytes(m.payload))
-        connect(self.client, BrokerAddress.from_url(url))
-        self.client.subscribe(self.topics.verdict, qos=1)
-        self.client.loop_start()
-
-    def __enter__(self) -> _Gate:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def ask(self, text: str) -> tuple[VerifyRequest, bytes]:
-        """Ask the gateway about the item ``text`` names; (request, raw reply)."""
-        item = parse_item_id(text).item
-        assert item is not None, text
-        request = VerifyRequest(site=SITE, gate=self.gate, item=item)
-        _publish(self.client, self.topics.verify_request, self.verifier.seal_request(request))
-        return request, self.inbox.get(timeout=10)
-
-
-def _show_verdicts(
-    console: Console, gate_in: _Gate, gate_out: _Gate, inbound: list[str], received: list[str]
-) -> None:
-    brand = BRANDS[0]
-    cases = [
-        ("commissioned by its brand, arriving", gate_in, inbound[0]),
-        ("received here, leaving", gate_out, received[0]),
-        ("received here, read again at inbound (copied label?)", gate_in, received[1]),
-        (
-            "never commissioned (unknown serial)",
-            gate_in,
-            f"urn:epc:id:sgtin:{brand.company_prefix}.{_product(inbound[0])}.999999999",
+    no_ui: Annotated[
+        bool, typer.Option("--no-ui", help="No live table: one line per gate when it finishes.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print only the summary, as one JSON object.")
+    ] = False,
+    keep: Annotated[
+        Path | None,
+        typer.Option(
+            "--keep",
+            help="Keep the run here (ledger, journals, results, logs) instead of a temporary "
+            "directory.",
+            show_default=False,
         ),
-        ("prefix nobody registered (foreign clone)", gate_in, "urn:epc:id:sgtin:0012345.012345.42"),
-    ]
-    table = Table(
-        title=f"The gateway's verdicts from the ledger ({SEED_ITEMS} seeded items, real rules)",
-        title_justify="left",
-    )
-    for column in ("item", "gate", "verdict", "reasons"):
-        table.add_column(column)
-    for label, gate, text in cases:
-        _, reply = gate.ask(text)
-        result = gate.verifier.accept_payload(reply)
-        if isinstance(result, Accepted) and isinstance(result.message, Verdict):
-            verdict = result.message
-            colour = {"PASS": "green", "REJECT": "red"}.get(verdict.decision.value, "yellow")
-            table.add_row(
-                label,
-                gate.gate,
-                f"[{colour}]{verdict.decision.value}[/{colour}]",
-                ", ".join(verdict.reasons),
-            )
-        else:
-            table.add_row(label, gate.gate, "[red]no valid verdict[/red]", _describe(result))
-    console.print(table)
+    ] = None,
+) -> None:
+    """Run the gates on embedded defaults: scan, verify, decide, divert, and count.
 
-
-def _product(epc: str) -> str:
-    return epc.rsplit(":", 1)[1].split(".")[1]
-
-
-def _show_refusals(console: Console, gate: _Gate, secret: bytes, url: str) -> None:
-    table = Table(title="What a gate refuses on the verdict topic", title_justify="left")
-    table.add_column("what the gate received")
-    table.add_column("gate's answer")
-    rogue = make_client(f"provgate-demo-rogue-{secrets.token_hex(3)}")
-    connect(rogue, BrokerAddress.from_url(url))
-    rogue.loop_start()
+    Exit 0 when no counterfeit passed and every item is accounted for in the journals and
+    the ledger; 1 otherwise (or when a part failed to start); 2 for bad options.
+    """
+    if items is not None and duration is not None:
+        raise _bad("--items and --duration exclude each other")
+    per_gate = items if items is not None else 40
+    if duration is not None:
+        per_gate = max(1, math.ceil(rate * duration))
     try:
-        unknown = "urn:epc:id:sgtin:0012345.012345.43"
-        _, genuine = gate.ask(unknown)
-        table.add_row("genuine verdict", _describe(gate.verifier.accept_payload(genuine)))
-        _publish(rogue, gate.topics.verdict, genuine)
-        table.add_row(
-            "the same verdict replayed by a rogue client",
-            _describe(gate.verifier.accept_payload(gate.inbox.get(timeout=5))),
-        )
-        _, second = gate.ask(unknown)
-        _publish(rogue, gate.topics.verdict, second.replace(b'"REJECT"', b'"PASS"'))
-        table.add_row(
-            "a verdict altered in transit (REJECT → PASS)",
-            _describe(gate.verifier.accept_payload(gate.inbox.get(timeout=5))),
-        )
-        request = VerifyRequest(site=SITE, gate=gate.gate, item=parse_item_id(EPC_URI).item)
-        request_payload = gate.verifier.seal_request(request)
-        forged = Verdict(
-            site=SITE,
-            gate=gate.gate,
-            request_id=request.id,
-            request_mac=request_payload[-66:-2].decode(),
-            decision=Decision.PASS,
-        )
-        _publish(rogue, gate.topics.verdict, seal(forged, derive_gate_key(secret, SITE, "out-02")))
-        table.add_row(
-            "a PASS verdict sealed with another gate's key",
-            _describe(gate.verifier.accept_payload(gate.inbox.get(timeout=5))),
-        )
+        settings = RunSettings(gates, per_gate, rate, counterfeit_rate, seed, mqtt_url)
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    console = Console(stderr=as_json, quiet=as_json)
+    directory = keep if keep is not None else Path(tempfile.mkdtemp(prefix="provgate-demo-"))
+    try:
+        code = _run(console, directory, settings, live_ui=not no_ui, as_json=as_json)
+        if keep is not None:
+            console.print(f"run kept in {keep}")
     finally:
-        rogue.disconnect()
-        rogue.loop_stop()
-    console.print(table)
+        if keep is None:
+            shutil.rmtree(directory, ignore_errors=True)
+    raise typer.Exit(code)
 
 
-def _publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
-    client.publish(topic, payload, qos=1).wait_for_publish(5)
+def _bad(message: str) -> typer.Exit:
+    typer.echo(f"provgate demo: {message}", err=True)
+    return typer.Exit(EXIT_INVALID)
 
 
-def _describe(result: object) -> str:
-    if isinstance(result, Accepted):
-        return f"[green]accepted[/green]: {result.message.decision.value}"
-    reason = getattr(result, "reason", None)
-    return f"[red]refused[/red]: {getattr(reason, 'value', reason)}"
-
-
-def _show_vision(console: Console) -> None:
-    """The label check on one freshly rendered label of each kind, two lighting angles."""
-    import numpy as np
-
-    from edge_agent.vision.checker import LabelChecker
-    from edge_agent.vision.layout import LabelKind
-    from edge_agent.vision.runtime import ModelLoadError, RuntimeUnavailableError
-    from simulators.labels import render_sample
-
-    console.print()
-    try:
-        checker = LabelChecker.load(two_frame=True)
-    except (ModelLoadError, RuntimeUnavailableError) as exc:
-        console.print(f"[red]camera label check unavailable: {exc}[/red]")
-        return
-    table = Table(
-        title=f"Camera label check (shipped model on {checker.runtime_name}, two lighting "
-        "angles per label)",
-        title_justify="left",
+def _run(
+    console: Console, directory: Path, settings: RunSettings, *, live_ui: bool, as_json: bool
+) -> int:
+    console.print(
+        f"[bold]provgate demo[/bold]: {settings.gates} gates × {settings.items} items at "
+        f"{settings.rate:g} items/s, {settings.counterfeit_rate:.0%} counterfeits, seed "
+        f"{settings.seed}"
     )
-    for column in ("label in front of the camera", "verdict", "score", "reasons", "DataMatrix"):
+    interrupted = False
+    with SiteRun(directory, settings) as run:
+        try:
+            with console.status("preparing"):
+                run.start(on_step=lambda step: console.print(f"  {step}"))
+            _follow(console, run, live_ui)
+        except SiteRunError as exc:
+            console.print(f"[red]demo could not start: {exc}[/red]")
+            if as_json:
+                typer.echo(json.dumps({"error": str(exc)}))
+            return 1
+        except KeyboardInterrupt:
+            interrupted = True
+            console.print(
+                "[yellow]interrupted: stopping the gates (each decides what is on its "
+                "belt)[/yellow]"
+            )
+            run.interrupt_gates()
+            run.wait_gates(30.0)
+        run.stop()  # gateway and broker too, so the ledger is quiet for the check
+        exit_codes = run.gate_exit_codes()
+        results = [p.result_file for p in run.plans if p.result_file.exists()]
+        journals = {p.gate: p.journal for p in run.plans if p.journal.exists()}
+        assert run.site is not None
+        ledger_path = run.site.ledger
+    outcomes = load_outcomes(results)
+    summary = summarise(outcomes)
+    ledger = check_ledger(ledger_path, journals)
+    failed_gates = sorted(gate for gate, code in exit_codes.items() if code not in (0, None))
+    ok = (
+        summary.counterfeits_passed == 0
+        and summary.accounted
+        and ledger.ok
+        and not failed_gates
+        and len(results) == settings.gates
+        and not interrupted
+    )
+    if as_json:
+        report = {
+            **summary.to_json(),
+            "gates": settings.gates,
+            "ledger": {
+                "expected": ledger.expected,
+                "recorded": ledger.recorded,
+                "missing": list(ledger.missing),
+                "wrong": list(ledger.wrong),
+            },
+            "failed_gates": failed_gates,
+            "ok": ok,
+        }
+        typer.echo(json.dumps(report))
+    else:
+        _print_summary(console, summary, ledger, failed_gates)
+    if interrupted:
+        return 130
+    return 0 if ok else 1
+
+
+def _follow(console: Console, run: SiteRun, live_ui: bool) -> None:
+    """Show progress until every gate simulator has exited."""
+    if not live_ui or not console.is_terminal:
+        reported: set[str] = set()
+        while True:
+            running = run.gates_running()
+            for p in run.progress():
+                if p.state in ("done", "failed") and p.gate not in reported:
+                    reported.add(p.gate)
+                    console.print(_one_line(p))
+            if not running:
+                break
+            time.sleep(_REFRESH_S)
+        run.wait_gates()
+        return
+    with Live(_table(run.progress()), console=console, refresh_per_second=4) as live:
+        while run.gates_running():
+            live.update(_table(run.progress()))
+            time.sleep(_REFRESH_S)
+        run.wait_gates()
+        live.update(_table(run.progress()))
+
+
+def _table(progress: list[GateProgress]) -> Table:
+    table = Table(title="Gates", title_justify="left")
+    for column in ("gate", "kind", "state"):
         table.add_column(column)
-    shown: list[tuple[str, list[np.ndarray | bytes]]] = [
-        (kind.value.replace("_", " "), list(render_sample(2026, kind, frames=2).frames))
-        for kind in LabelKind
-    ]
-    shown.append(("black frame (lens covered)", [np.zeros((480, 640, 3), np.uint8)]))
-    shown.append(("corrupt JPEG", [b"\xff\xd8\xff\xe0 broken"]))
-    for what, frames in shown:
-        result = checker.check(frames)
-        colour = {"genuine": "green", "suspect": "red"}.get(result.verdict.value, "yellow")
+    for column in ("items", "items/s", "passed", "rejected", "held", "late", "p50 ms", "p99 ms"):
+        table.add_column(column, justify="right")
+    for p in progress:
+        n = p.numbers
+        style = _STATE_STYLE.get(p.state, "")
+        state = p.state if p.state != "preparing" else (p.message or p.state)
         table.add_row(
-            what,
-            f"[{colour}]{result.verdict.value}[/{colour}]",
-            "–" if result.score is None else f"{result.score:.3f}",
-            ", ".join(result.reasons) or "–",
-            result.item_id or "–",
+            p.gate,
+            p.kind.value,
+            f"[{style}]{state}[/{style}]" if style else state,
+            f"{n.get('items', 0)}/{p.planned}",
+            _num(n.get("items_per_s")),
+            str(n.get("passed", 0)),
+            f"[red]{n.get('rejected', 0)}[/red]",
+            f"[yellow]{n.get('held', 0)}[/yellow]",
+            str(n.get("late", 0)),
+            _num(n.get("p50_ms")),
+            _num(n.get("p99_ms")),
+        )
+    return table
+
+
+def _num(value: object) -> str:
+    return f"{value:.1f}" if isinstance(value, int | float) else "–"
+
+
+def _one_line(p: GateProgress) -> str:
+    n = p.numbers
+    return (
+        f"{p.gate} ({p.kind.value}) {p.state}: {n.get('items', 0)}/{p.planned} items, "
+        f"passed {n.get('passed', 0)}, rejected {n.get('rejected', 0)}, held {n.get('held', 0)}, "
+        f"late {n.get('late', 0)}, p99 {_num(n.get('p99_ms'))} ms"
+        + (f" ({p.message})" if p.state == "failed" and p.message else "")
+    )
+
+
+def _print_summary(
+    console: Console, summary: Summary, ledger: LedgerCheck, failed_gates: list[str]
+) -> None:
+    table = Table(title="What the gates did, against the truth", title_justify="left")
+    table.add_column("item was")
+    for column in ("PASS", "REJECT", "HOLD", "undecided"):
+        table.add_column(column, justify="right")
+    for truth, counts in summary.by_truth.items():
+        passed = counts.get("PASS", 0)
+        shown = f"[bold red]{passed}[/bold red]" if truth != "genuine" and passed else str(passed)
+        table.add_row(
+            truth.replace("_", " "),
+            shown,
+            str(counts.get("REJECT", 0)),
+            str(counts.get("HOLD", 0)),
+            str(counts.get("undecided", 0)),
         )
     console.print(table)
+    s = summary
+    p50 = "–" if s.latency_p50_ms is None else f"{s.latency_p50_ms:.1f}"
+    p99 = "–" if s.latency_p99_ms is None else f"{s.latency_p99_ms:.1f}"
+    console.print(
+        f"{s.items} items: {s.passed} passed, {s.rejected} rejected, {s.held} held; "
+        f"{s.counterfeits} counterfeits; scan-to-decision p50 {p50} ms, p99 {p99} ms; "
+        f"{s.items_per_s:.1f} items/s; {s.late_decisions} late"
+    )
+    console.print(
+        _check(s.counterfeits_passed == 0, f"counterfeits passed: {s.counterfeits_passed}")
+    )
+    console.print(
+        _check(
+            s.accounted,
+            f"every item decided and journaled: {s.passed + s.rejected + s.held}/{s.items}",
+        )
+    )
+    console.print(
+        _check(
+            ledger.ok,
+            f"gate events in the ledger once each: {ledger.recorded}/{ledger.expected}"
+            + (f", missing {', '.join(ledger.missing[:5])}" if ledger.missing else "")
+            + (f", wrong {'; '.join(ledger.wrong[:3])}" if ledger.wrong else ""),
+        )
+    )
+    console.print(
+        f"genuine items rejected {s.genuine_rejected}, held {s.genuine_held} "
+        "(held: random or risk-based inspection, or no verdict in time)"
+    )
+    if failed_gates:
+        console.print(f"[red]gate simulators failed: {', '.join(failed_gates)}[/red]")
+
+
+def _check(ok: bool, text: str) -> str:
+    return f"[green]✓[/green] {text}" if ok else f"[bold red]✗ {text}[/bold red]"
