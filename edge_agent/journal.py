@@ -4,7 +4,9 @@ One SQLite file in WAL mode holds the ``items`` (one row per item window, its de
 columns empty until decided), the ``outbox`` of gate events (:mod:`edge_agent.outbox`) and
 a ``meta`` table with the schema version. Each write is one transaction;
 :meth:`Journal.record_decision` writes the decision and enqueues its sealed ``gate_event``
-in the same one, so an event exists exactly when its decision does.
+in the same one, so an event exists exactly when its decision does. Inside
+:meth:`Journal.batch` the writes are savepoints of one transaction committed at the end
+(group commit: one fsync for every item and decision of the batch).
 
 Durability: ``synchronous=FULL`` by default, so a commit has reached the disk when the call
 returns and a decision survives a power cut, not only a crash of the agent (``NORMAL`` in
@@ -29,10 +31,11 @@ Every failure surfaces as a :class:`JournalError` with a one-line message, never
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Self, TypeVar
@@ -193,6 +196,7 @@ class Journal:
         self._conn, self.path, self.identity = conn, path, identity
         self.max_backlog = max_backlog
         self._refusing = False  # refusing items because the outbox is full (logged once)
+        self._batch_depth = 0  # > 0 inside batch(): writes are savepoints of one transaction
         self._topic = GateTopics(identity.site, identity.gate).event
 
     @classmethod
@@ -469,7 +473,41 @@ class Journal:
             outbox.enqueue(self._conn, event_id, self._topic, payload, decided_at)
         return event_id
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group commit: every write inside is one transaction, made durable by one commit
+        at the end (one fsync for many items). Each write still succeeds or fails alone
+        (a savepoint); the caller must not act on what it wrote before the block exits.
+        Raises :class:`JournalError` when the final commit fails (nothing inside is kept).
+        """
+        if self._batch_depth:
+            self._batch_depth += 1
+            try:
+                yield
+            finally:
+                self._batch_depth -= 1
+            return
+        _call(lambda: self._conn.execute("BEGIN IMMEDIATE"), self.path)
+        self._batch_depth = 1
+        try:
+            yield
+        except BaseException:
+            self._batch_depth = 0
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        self._batch_depth = 0
+        try:
+            _call(lambda: self._conn.execute("COMMIT"), self.path)
+        except JournalError:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
     def _transaction(self, work: Callable[[], T]) -> T:
+        if self._batch_depth:
+            return _call(lambda: self._savepoint(work), self.path)
+
         def run() -> T:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -482,6 +520,18 @@ class Journal:
             return result
 
         return _call(run, self.path)
+
+    def _savepoint(self, work: Callable[[], T]) -> T:
+        """One write inside a :meth:`batch`: undone alone if it fails."""
+        self._conn.execute("SAVEPOINT journal_write")
+        try:
+            result = work()
+        except BaseException:
+            self._conn.execute("ROLLBACK TO journal_write")
+            self._conn.execute("RELEASE journal_write")
+            raise
+        self._conn.execute("RELEASE journal_write")
+        return result
 
 
 def _prepare(conn: sqlite3.Connection, durability: Durability) -> None:

@@ -120,6 +120,42 @@ def test_a_decision_is_never_overwritten(journal: Journal, journal_path: Path) -
     assert journal.counts().passed == 1
 
 
+def test_a_batch_commits_all_its_writes_at_once(journal: Journal, journal_path: Path) -> None:
+    """Group commit: another connection (the outbox) sees nothing until the batch ends."""
+    with journal.batch():
+        for n in range(3):
+            record(journal, n)
+        assert outbox_rows(journal_path) == []
+    assert len(outbox_rows(journal_path)) == 3
+    assert journal.counts().items == 3
+
+
+def test_a_failing_write_in_a_batch_is_undone_alone(journal: Journal, journal_path: Path) -> None:
+    with journal.batch():
+        record(journal, 0)
+        record(journal, 1, decide=False)
+        with pytest.raises(ValueError, match="reasons"):
+            journal.record_decision("w1", Decision.PASS, ["Not A Code"], decided_at=1.0)
+        record(journal, 2)
+    counts = journal.counts()
+    assert (counts.items, counts.undecided) == (3, 1)
+    assert len(outbox_rows(journal_path)) == 2
+
+
+def test_an_error_escaping_a_batch_keeps_none_of_it(journal: Journal, journal_path: Path) -> None:
+    def fail_inside_a_batch() -> None:
+        with journal.batch():
+            record(journal, 0)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fail_inside_a_batch()
+    assert journal.counts().items == 0
+    assert outbox_rows(journal_path) == []
+    record(journal, 1)  # the journal is usable afterwards
+    assert journal.counts().items == 1
+
+
 def test_bad_reasons_roll_the_decision_back(journal: Journal, journal_path: Path) -> None:
     record(journal, 1, decide=False)
     with pytest.raises(ValueError, match="reasons"):
