@@ -69,7 +69,9 @@ DECISION_LATE: Final = "decision.late"
 JOURNAL_FAILED: Final = "journal.failed"
 """The item could not be journaled (outbox full, disk full): held, never passed."""
 _IDLE_TICK_S: Final = 0.05  # wake-up while windows are open but no close time is known
-_FRAMES_KEPT: Final = 64
+_FRAMES_KEPT: Final = 24
+"""Frames kept for windows still open: 60 ms of two frames per item at 200 items/s (a
+640×480 frame is ~0.9 MB, so this bounds the agent's image memory to ~22 MB)."""
 _BATCH_MAX: Final = 256  # messages handled per journal commit (group commit)
 
 

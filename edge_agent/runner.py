@@ -105,7 +105,7 @@ def build_gate(
         raise TypeError(f"devices.gate_io built a {type(device).__name__}, not gate I/O")
     vision = None
     if profile.vision is not None:
-        vision = VisionWorker(LabelChecker(profile.vision))
+        vision = VisionWorker(LabelChecker(profile.vision), queue_size=profile.vision.queue_size)
     gate = profile.gate
     outbox = Outbox(
         profile.journal.path,

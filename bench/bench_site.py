@@ -1,0 +1,79 @@
+"""Site: scan-to-decision latency of 4 gates at 20 items/s each, beside the no-op MQTT round trip.
+
+The whole demo site (simulators/site_run.py): a private mosquitto, the real gateway, and 4
+gate processes (the real agent with vision, simulated devices on ptys, a conveyor) at 20
+items/s each. Scan-to-decision is the photo-eye trigger to the journaled decision (it
+includes the item's read window, 32 ms in the demo profiles). Baseline in the same run: the
+no-op MQTT responder's QoS 1 round trip through its own private mosquitto.
+
+PROVGATE_BENCH_SITE_ITEMS (items per gate, default 200), PROVGATE_BENCH_SITE_GATES (4),
+PROVGATE_BENCH_SITE_RATE (20) scale it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from bench.bench_mqtt_baseline import measure_noop
+from bench.report import Figure, print_figures
+from simulators.broker import MosquittoBroker
+from simulators.site_run import RunSettings, SiteRun
+from simulators.site_summary import load_outcomes, summarise
+
+
+def _env(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def run() -> list[Figure]:
+    """All figures of this benchmark."""
+    items = int(_env("PROVGATE_BENCH_SITE_ITEMS", 200))
+    gates = int(_env("PROVGATE_BENCH_SITE_GATES", 4))
+    rate = _env("PROVGATE_BENCH_SITE_RATE", 20.0)
+    with MosquittoBroker() as broker:
+        noop_p50, noop_p99, _ = measure_noop(broker.url, 1)
+    settings = RunSettings(gates=gates, items=items, rate=rate, counterfeit_rate=0.2, seed=7)
+    with tempfile.TemporaryDirectory(prefix="provgate-bench-site-") as tmp:
+        with SiteRun(Path(tmp), settings) as site:
+            site.start()
+            site.wait_gates(timeout=items / rate * 4 + 120)
+            results = [p.result_file for p in site.plans if p.result_file.exists()]
+        summary = summarise(load_outcomes(results))
+    p50 = summary.latency_p50_ms or 0.0
+    p99 = summary.latency_p99_ms or 0.0
+    load = os.getloadavg()[0]
+    where = f"{gates} gates × {rate:g}/s, load {load:.1f}"
+    return [
+        Figure(
+            f"scan-to-decision p50 ({where})",
+            p50,
+            "ms",
+            "no-op MQTT round trip p50",
+            noop_p50 * 1e3,
+            higher_is_better=False,
+        ),
+        Figure(
+            f"scan-to-decision p99 ({where})",
+            p99,
+            "ms",
+            "no-op MQTT round trip p99",
+            noop_p99 * 1e3,
+            higher_is_better=False,
+            target="≤ 50 ms",
+        ),
+        Figure("items decided per second, all gates", summary.items_per_s, "items/s"),
+        Figure("late decisions", summary.late_decisions, "items", target="0"),
+        Figure("counterfeits passed", summary.counterfeits_passed, "items", target="0"),
+        Figure(
+            "genuine held or rejected",
+            summary.genuine_held + summary.genuine_rejected,
+            "items",
+            target=f"of {summary.items - summary.counterfeits}",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    print_figures("Site: scan-to-decision at 4 gates × 20 items/s", run())
