@@ -1,11 +1,15 @@
 """``provgate demo``: the main job on embedded defaults, on one machine, no hardware.
 
-A private mosquitto (or ``--mqtt``), the real gateway on a freshly seeded SQLite ledger, and
-N simulated gates, each its own process: the real gate agent fed by simulated scanners, RFID
-readers and cameras on real ptys and a conveyor that moves a stream of genuine items and
-counterfeits of every kind past them (:mod:`simulators.site_run`). A live table per gate
-while the belts run, then a summary checked against the truth: no counterfeit passed, every
-item decided and journaled, every gate event in the gateway's ledger once.
+A private mosquitto (the embedded broker where it is not installed; or ``--mqtt``), the real
+gateway on a freshly seeded SQLite ledger, and N simulated gates, each its own process: the
+real gate agent fed by simulated scanners, RFID readers and cameras on real ptys and a
+conveyor that moves a stream of genuine items and counterfeits of every kind past them
+(:mod:`simulators.site_run`); all belts start together once every gate is ready. A live
+table per gate while the belts run, then a summary checked against the truth
+(:mod:`simulators.site_summary`): no counterfeit went past a diverter, every planned item
+decided and journaled once, the diverter fired for exactly the items rejected or held in
+time, every gate event in the gateway's ledger once. Ctrl-C stops the gates (each decides
+what is on its belt), then the gateway and the broker, and prints a partial summary.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import typer
 from rich.console import Console
@@ -24,21 +31,25 @@ from rich.live import Live
 from rich.table import Table
 
 from hardware.cli import EXIT_INVALID
-from simulators.site_run import GateProgress, RunSettings, SiteRun, SiteRunError
+from simulators.site_run import BROKERS, GateProgress, RunSettings, SiteRun, SiteRunError
 from simulators.site_summary import (
+    ItemOutcome,
     LedgerCheck,
     Summary,
     check_ledger,
-    load_outcomes,
+    load_gate,
     summarise,
 )
 
 __all__ = ["demo"]
 
+EXIT_INTERRUPTED: Final = 130
 _REFRESH_S: Final = 0.25
+_INTERRUPT_WAIT_S: Final = 30.0
 _STATE_STYLE: Final = {
     "starting": "dim",
     "preparing": "yellow",
+    "ready": "yellow",
     "running": "cyan",
     "done": "green",
     "failed": "bold red",
@@ -77,6 +88,13 @@ def demo(
         str | None,
         typer.Option("--mqtt", help="Use this broker (mqtt://host:port) instead of a private one."),
     ] = None,
+    broker: Annotated[
+        str,
+        typer.Option(
+            "--broker",
+            help="The private broker: auto (mosquitto if installed), mosquitto or embedded.",
+        ),
+    ] = "auto",
     no_ui: Annotated[
         bool, typer.Option("--no-ui", help="No live table: one line per gate when it finishes.")
     ] = False,
@@ -87,26 +105,34 @@ def demo(
         Path | None,
         typer.Option(
             "--keep",
-            help="Keep the run here (ledger, journals, results, logs) instead of a temporary "
-            "directory.",
+            help="Keep the run in this new or empty directory (ledger, journals, results, "
+            "logs) instead of a temporary one.",
             show_default=False,
         ),
     ] = None,
 ) -> None:
     """Run the gates on embedded defaults: scan, verify, decide, divert, and count.
 
-    Exit 0 when no counterfeit passed and every item is accounted for in the journals and
-    the ledger; 1 otherwise (or when a part failed to start); 2 for bad options.
+    Exit 0 when no counterfeit went past a diverter and every item is accounted for in
+    the journals, the diverter recordings and the ledger; 1 otherwise (or when a part
+    failed to start); 2 for bad options; 130 when interrupted (Ctrl-C), after a partial
+    summary.
     """
     if items is not None and duration is not None:
-        raise _bad("--items and --duration exclude each other")
+        raise _bad("--items and --duration exclude each other: give one")
+    if broker not in BROKERS:
+        raise _bad(f"--broker must be one of {', '.join(BROKERS)}, not {broker!r}")
+    if mqtt_url is not None and broker != "auto":
+        raise _bad("--mqtt and --broker exclude each other: --mqtt uses your broker")
+    if keep is not None and (keep.is_file() or (keep.is_dir() and any(keep.iterdir()))):
+        raise _bad(f"--keep {keep}: give a new or empty directory (this one is in use)")
     per_gate = items if items is not None else 40
     if duration is not None:
         per_gate = max(1, math.ceil(rate * duration))
     try:
-        settings = RunSettings(gates, per_gate, rate, counterfeit_rate, seed, mqtt_url)
+        settings = RunSettings(gates, per_gate, rate, counterfeit_rate, seed, mqtt_url, broker)
     except ValueError as exc:
-        raise _bad(str(exc)) from None
+        raise _bad(f"--mqtt: {exc}" if mqtt_url is not None else str(exc)) from None
     console = Console(stderr=as_json, quiet=as_json)
     directory = keep if keep is not None else Path(tempfile.mkdtemp(prefix="provgate-demo-"))
     try:
@@ -127,72 +153,114 @@ def _bad(message: str) -> typer.Exit:
 def _run(
     console: Console, directory: Path, settings: RunSettings, *, live_ui: bool, as_json: bool
 ) -> int:
+    """Run the site, stop it, check and print what it did; the exit status."""
     console.print(
         f"[bold]provgate demo[/bold]: {settings.gates} gates × {settings.items} items at "
         f"{settings.rate:g} items/s, {settings.counterfeit_rate:.0%} counterfeits, seed "
         f"{settings.seed}"
     )
+    run = SiteRun(directory, settings)
     interrupted = False
-    with SiteRun(directory, settings) as run:
+    try:
         try:
-            with console.status("preparing"):
-                run.start(on_step=lambda step: console.print(f"  {step}"))
-            _follow(console, run, live_ui)
-        except SiteRunError as exc:
-            console.print(f"[red]demo could not start: {exc}[/red]")
-            if as_json:
-                typer.echo(json.dumps({"error": str(exc)}))
-            return 1
+            _start_and_follow(console, run, live_ui)
         except KeyboardInterrupt:
             interrupted = True
             console.print(
-                "[yellow]interrupted: stopping the gates (each decides what is on its "
-                "belt)[/yellow]"
+                "[yellow]interrupted: stopping the gates (each decides what is on its belt; "
+                "Ctrl-C again to kill them)[/yellow]"
             )
             run.interrupt_gates()
-            run.wait_gates(30.0)
+            run.wait_gates(_INTERRUPT_WAIT_S)
         run.stop()  # gateway and broker too, so the ledger is quiet for the check
-        exit_codes = run.gate_exit_codes()
-        results = [p.result_file for p in run.plans if p.result_file.exists()]
-        journals = {p.gate: p.journal for p in run.plans if p.journal.exists()}
-        assert run.site is not None
-        ledger_path = run.site.ledger
-    outcomes = load_outcomes(results)
-    summary = summarise(outcomes)
-    ledger = check_ledger(ledger_path, journals)
-    failed_gates = sorted(gate for gate, code in exit_codes.items() if code not in (0, None))
+    except SiteRunError as exc:
+        _stop_quietly(run)
+        console.print(f"[red]demo could not start: {exc}[/red]")
+        if as_json:
+            typer.echo(json.dumps({"error": str(exc), "ok": False}))
+        return 1
+    except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # nor a traceback from a third
+        run.kill()
+        console.print("[yellow]interrupted again: everything killed, no summary[/yellow]")
+        return EXIT_INTERRUPTED
+    if run.site is None or run.started_at is None:
+        console.print("[yellow]interrupted before the belts started: nothing to count[/yellow]")
+        if as_json:
+            typer.echo(json.dumps({"interrupted": True, "ok": False}))
+        return EXIT_INTERRUPTED
+    return _report(console, run, interrupted=interrupted, as_json=as_json)
+
+
+def _stop_quietly(run: SiteRun) -> None:
+    """Stop what runs; a further Ctrl-C kills it instead of waiting."""
+    try:
+        run.stop()
+    except KeyboardInterrupt:
+        run.kill()
+
+
+def _report(console: Console, run: SiteRun, *, interrupted: bool, as_json: bool) -> int:
+    """Check the stopped run against the truth and the ledger, print it; the exit status."""
+    assert run.site is not None
+    gates = [load_gate(p.gate, p.items_file, p.result_file) for p in run.plans]
+    outcomes = [o for g in gates for o in g.items]
+    summary = summarise(outcomes, gates=gates)
+    ledger = check_ledger(run.site.ledger, {p.gate: p.journal for p in run.plans})
+    logs = {p.gate: p.log_file for p in run.plans}
+    failed = {g: logs[g] for g, code in run.gate_exit_codes().items() if code != 0}
     ok = (
         summary.counterfeits_passed == 0
         and summary.accounted
+        and summary.diverted_right
         and ledger.ok
-        and not failed_gates
-        and len(results) == settings.gates
+        and not failed
+        and run.gateway_failure is None
         and not interrupted
     )
     if as_json:
         report = {
             **summary.to_json(),
-            "gates": settings.gates,
+            "gates": run.settings.gates,
             "ledger": {
                 "expected": ledger.expected,
                 "recorded": ledger.recorded,
                 "missing": list(ledger.missing),
                 "wrong": list(ledger.wrong),
             },
-            "failed_gates": failed_gates,
+            "failed_gates": sorted(failed),
+            "gateway_failure": run.gateway_failure,
+            "logs": str(run.directory),
+            "interrupted": interrupted,
             "ok": ok,
         }
         typer.echo(json.dumps(report))
     else:
-        _print_summary(console, summary, ledger, failed_gates)
+        _print_summary(console, summary, outcomes, ledger)
+        for gate, log_path in sorted(failed.items()):
+            console.print(f"[red]gate simulator {gate} failed; its log: {log_path}[/red]")
+        if run.gateway_failure is not None:
+            console.print(f"[red]{run.gateway_failure}[/red]")
+        if interrupted:
+            console.print(
+                f"[yellow]interrupted: a partial run ({summary.on_belt} of {summary.items} "
+                "items reached the belt)[/yellow]"
+            )
     if interrupted:
-        return 130
+        return EXIT_INTERRUPTED
     return 0 if ok else 1
 
 
-def _follow(console: Console, run: SiteRun, live_ui: bool) -> None:
-    """Show progress until every gate simulator has exited."""
+def _start_and_follow(console: Console, run: SiteRun, live_ui: bool) -> None:
+    """Start the site and show progress until every gate simulator has exited: a live table
+    on a terminal (from label rendering on), else one line per gate as it finishes."""
+
+    def say(step: str) -> None:
+        console.print(f"  {step}")
+
     if not live_ui or not console.is_terminal:
+        with console.status("preparing"):
+            run.start(on_step=say)
         reported: set[str] = set()
         while True:
             running = run.gates_running()
@@ -206,11 +274,16 @@ def _follow(console: Console, run: SiteRun, live_ui: bool) -> None:
         run.wait_gates()
         return
     with Live(_table(run.progress()), console=console, refresh_per_second=4) as live:
-        while run.gates_running():
+
+        def refresh() -> None:
             live.update(_table(run.progress()))
+
+        run.start(on_step=say, on_wait=refresh)
+        while run.gates_running():
+            refresh()
             time.sleep(_REFRESH_S)
         run.wait_gates()
-        live.update(_table(run.progress()))
+        refresh()
 
 
 def _table(progress: list[GateProgress]) -> Table:
@@ -227,7 +300,7 @@ def _table(progress: list[GateProgress]) -> Table:
             p.gate,
             p.kind.value,
             f"[{style}]{state}[/{style}]" if style else state,
-            f"{n.get('items', 0)}/{p.planned}",
+            f"{_decided(n)}/{p.planned}",
             _num(n.get("items_per_s")),
             str(n.get("passed", 0)),
             f"[red]{n.get('rejected', 0)}[/red]",
@@ -239,6 +312,12 @@ def _table(progress: list[GateProgress]) -> Table:
     return table
 
 
+def _decided(numbers: dict[str, Any]) -> int:
+    """Items decided so far: the agent's count while running, the result's at the end."""
+    value = numbers.get("decided", numbers.get("items", 0))
+    return value if isinstance(value, int) else 0
+
+
 def _num(value: object) -> str:
     return f"{value:.1f}" if isinstance(value, int | float) else "–"
 
@@ -246,30 +325,38 @@ def _num(value: object) -> str:
 def _one_line(p: GateProgress) -> str:
     n = p.numbers
     return (
-        f"{p.gate} ({p.kind.value}) {p.state}: {n.get('items', 0)}/{p.planned} items, "
+        f"{p.gate} ({p.kind.value}) {p.state}: {_decided(n)}/{p.planned} items decided, "
         f"passed {n.get('passed', 0)}, rejected {n.get('rejected', 0)}, held {n.get('held', 0)}, "
         f"late {n.get('late', 0)}, p99 {_num(n.get('p99_ms'))} ms"
         + (f" ({p.message})" if p.state == "failed" and p.message else "")
+        + (" (stopped early)" if n.get("stopped_early") else "")
     )
 
 
 def _print_summary(
-    console: Console, summary: Summary, ledger: LedgerCheck, failed_gates: list[str]
+    console: Console, summary: Summary, outcomes: list[ItemOutcome], ledger: LedgerCheck
 ) -> None:
     table = Table(title="What the gates did, against the truth", title_justify="left")
     table.add_column("item was")
-    for column in ("PASS", "REJECT", "HOLD", "undecided"):
+    columns = ["PASS", "REJECT", "HOLD", "not diverted", "undecided"]
+    if summary.on_belt < summary.items:
+        columns.append("not on belt")
+    for column in columns:
         table.add_column(column, justify="right")
     for truth, counts in summary.by_truth.items():
-        passed = counts.get("PASS", 0)
-        shown = f"[bold red]{passed}[/bold red]" if truth != "genuine" and passed else str(passed)
-        table.add_row(
+        fake = truth != "genuine"
+        passed, missed = counts.get("PASS", 0), counts.get("missed", 0)
+        undecided = counts.get("undecided", 0)
+        cells = [
             truth.replace("_", " "),
-            shown,
+            f"[bold red]{passed}[/bold red]" if fake and passed else str(passed),
             str(counts.get("REJECT", 0)),
             str(counts.get("HOLD", 0)),
-            str(counts.get("undecided", 0)),
-        )
+            f"[bold red]{missed}[/bold red]" if missed else "0",
+            f"[bold red]{undecided}[/bold red]" if undecided else "0",
+            str(counts.get("not_on_belt", 0)),
+        ]
+        table.add_row(*cells[: len(columns) + 1])
     console.print(table)
     s = summary
     p50 = "–" if s.latency_p50_ms is None else f"{s.latency_p50_ms:.1f}"
@@ -277,15 +364,29 @@ def _print_summary(
     console.print(
         f"{s.items} items: {s.passed} passed, {s.rejected} rejected, {s.held} held; "
         f"{s.counterfeits} counterfeits; scan-to-decision p50 {p50} ms, p99 {p99} ms; "
-        f"{s.items_per_s:.1f} items/s; {s.late_decisions} late"
+        f"{s.items_per_s:.1f} items/s decided; {s.late_decisions} late"
     )
     console.print(
-        _check(s.counterfeits_passed == 0, f"counterfeits passed: {s.counterfeits_passed}")
+        _check(
+            s.counterfeits_passed == 0,
+            f"counterfeits past the diverter: {s.counterfeits_passed}",
+        )
     )
     console.print(
         _check(
             s.accounted,
-            f"every item decided and journaled: {s.passed + s.rejected + s.held}/{s.items}",
+            f"every item decided and journaled once: {s.passed + s.rejected + s.held}/{s.items}"
+            + (f", {s.stray_rows} journal rows of no item" if s.stray_rows else "")
+            + "".join(f"; {problem}" for problem in s.problems),
+        )
+    )
+    console.print(
+        _check(
+            s.diverted_right,
+            "diverter fired for exactly the items rejected or held in time"
+            + (f": missed {s.missed_diversions}" if s.missed_diversions else "")
+            + (f", hit {s.wrong_diversions} passed" if s.wrong_diversions else "")
+            + (f", {s.stray_pulses} stray pulses" if s.stray_pulses else ""),
         )
     )
     console.print(
@@ -297,11 +398,20 @@ def _print_summary(
         )
     )
     console.print(
-        f"genuine items rejected {s.genuine_rejected}, held {s.genuine_held} "
-        "(held: random or risk-based inspection, or no verdict in time)"
+        f"genuine items rejected {s.genuine_rejected}, held {s.genuine_held}"
+        + _top_reasons(
+            o for o in outcomes if not o.counterfeit and o.decision in ("REJECT", "HOLD")
+        )
+        + (f"; {s.misread} items verified under a neighbour's ID" if s.misread else "")
     )
-    if failed_gates:
-        console.print(f"[red]gate simulators failed: {', '.join(failed_gates)}[/red]")
+
+
+def _top_reasons(outcomes: Iterable[ItemOutcome]) -> str:
+    """`` (why: reason ×n, …)`` over the outcomes' reason codes, or nothing."""
+    counts = Counter(reason for o in outcomes for reason in o.reasons)
+    if not counts:
+        return ""
+    return " (why: " + ", ".join(f"{r} ×{n}" for r, n in counts.most_common(4)) + ")"
 
 
 def _check(ok: bool, text: str) -> str:

@@ -56,7 +56,8 @@ CAPTURE_WAIT_S: Final = 1.0
 CAPTURE_GAP_S: Final = 0.002
 PREPARE_AHEAD_S: Final = 0.2
 """An item's frames are decoded this long before it reaches the photo eye (not in its window)."""
-_READY_TIMEOUT_S: Final = 5.0
+READY_TIMEOUT_S: Final = 5.0
+"""Longest the belt waits for the scanner's port to be opened and the reader to stream."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,7 @@ class Conveyor:
         rfid: ThingMagicSimulator | None = None,
         cameras: Sequence[BeltCamera] = (),
         start_delay_s: float = PREPARE_AHEAD_S,
+        ready_timeout_s: float = READY_TIMEOUT_S,
     ) -> None:
         if not (math.isfinite(rate) and rate > 0):
             raise ValueError("rate must be a positive number of items per second")
@@ -115,12 +117,14 @@ class Conveyor:
         self.gate_io, self.scanner, self.rfid = gate_io, scanner, rfid
         self.cameras = list(cameras)
         self.start_delay_s = start_delay_s
+        self.ready_timeout_s = ready_timeout_s
         self.errors = 0
         self.started_at: float | None = None
         """``time.monotonic()`` the first item was due (None until the belt runs)."""
         self._passages: list[Passage] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._waiting = threading.Event()  # the wait for the devices (stop() ends it)
         self._done = threading.Event()
         self._events: list[tuple[float, int, int, Callable[[], None]]] = []
         self._decoded: dict[int, Future[tuple[FrameData, ...]]] = {}
@@ -149,6 +153,7 @@ class Conveyor:
     def stop(self) -> None:
         """Stop the belt now (items not yet at the photo eye never come)."""
         self._stop.set()
+        self._waiting.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
@@ -207,10 +212,28 @@ class Conveyor:
             self._done.set()
 
     def _devices_ready(self) -> bool:
-        """The scanner's port is open and the reader inventories (else reads are lost)."""
-        if self.scanner is not None and not wait_for_reader(self.scanner.endpoint, self._stop):
-            return False
-        if self.rfid is not None and not self.rfid.wait_streaming(_READY_TIMEOUT_S):
+        """The scanner's port is open and the reader inventories (else reads are lost).
+        A port nobody opens in time ends the belt before any item (an error, not a hang)."""
+        if self.scanner is not None:
+            waiting = threading.Event()  # set by stop() or the timeout
+            timer = threading.Timer(self.ready_timeout_s, waiting.set)
+            self._waiting = waiting
+            if self._stop.is_set():  # stop() came before the line above
+                waiting.set()
+            timer.start()
+            try:
+                opened = wait_for_reader(self.scanner.endpoint, waiting)
+            finally:
+                timer.cancel()
+            if not opened:
+                if not self._stop.is_set():
+                    self.errors += 1
+                    log.error(
+                        "conveyor: nobody opened the scanner's port in %.0f s: no item comes",
+                        self.ready_timeout_s,
+                    )
+                return False
+        if self.rfid is not None and not self.rfid.wait_streaming(self.ready_timeout_s):
             log.warning("conveyor: the RFID reader is not inventorying; tags may be missed")
         return not self._stop.is_set()
 

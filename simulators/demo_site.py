@@ -112,14 +112,19 @@ def create_demo_site(
     seed: int = 7,
     gates: Sequence[tuple[str, GateKind]],
     site_secret: bytes | None = None,
+    site: str = SITE_ID,
 ) -> DemoSite:
     """Seed a demo site in ``directory`` (created if missing; must hold no ledger yet).
 
     ``items`` demo items (brand commissioning, about half received here) plus, for the
     counterfeit kinds, about ``items / 20`` each of recalled, good-lot, counterfeiter's
     and unknown items. The catalogue is the same for the same ``(items, seed)``; the site
-    secret is random unless given. ValueError on bad arguments.
+    secret is random unless given; ``site`` is the site id of the topics and gate keys
+    (another one per run keeps runs on one shared broker apart). ValueError on bad
+    arguments.
     """
+    if not is_valid_id(site):
+        raise ValueError(f"site must be a valid topic id, got {site!r}")
     if items < 1:
         raise ValueError(f"items must be ≥ 1, got {items}")
     kinds = _check_gates(gates)
@@ -138,7 +143,7 @@ def create_demo_site(
         catalogue = _Seeder(ledger, items, seed).run()
     secret_file = directory / "site.secret"
     _write_private(secret_file, secret.hex() + "\n")
-    keys = {gate: derive_gate_key(secret, SITE_ID, gate) for gate in kinds}
+    keys = {gate: derive_gate_key(secret, site, gate) for gate in kinds}
     for gate, key in keys.items():
         _write_private(directory / f"{gate}.key", key.hex() + "\n")
     return DemoSite(
@@ -151,6 +156,7 @@ def create_demo_site(
         gates=kinds,
         gate_keys=keys,
         catalogue=catalogue,
+        site=site,
     )
 
 

@@ -24,12 +24,13 @@ ITEMS = 16
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """One demo run kept on disk: 2 gates × 16 items, half of them counterfeit."""
+    """One demo run kept on disk: 2 gates × 16 items (2 s at 8 items/s), half of them
+    counterfeit; its --json summary."""
     directory = tmp_path_factory.mktemp("site")
     result = subprocess.run(
         [
             *(sys.executable, "-m", "provgate_cli.main", "demo", "--gates", "2"),
-            *("--items", str(ITEMS), "--rate", "6", "--counterfeit-rate", "0.5", "--seed", "11"),
+            *("--duration", "2", "--rate", "8", "--counterfeit-rate", "0.5", "--seed", "11"),
             *("--no-ui", "--json", "--keep", str(directory)),
         ],
         capture_output=True,
@@ -68,6 +69,20 @@ def test_the_summary_counts_every_item_and_no_counterfeit_passed(
     run_dir: tuple[Path, dict[str, Any]],
 ) -> None:
     _, summary = run_dir
+    assert set(summary) >= {
+        "items",
+        "passed",
+        "rejected",
+        "held",
+        "counterfeits",
+        "counterfeits_passed",
+        "genuine_rejected",
+        "genuine_held",
+        "late_decisions",
+        "latency_ms",
+        "items_per_s",
+    }
+    assert set(summary["latency_ms"]) == {"p50", "p99"}
     assert summary["items"] == len(GATES) * ITEMS
     assert summary["items"] == summary["passed"] + summary["rejected"] + summary["held"]
     assert summary["counterfeits"] > 0
@@ -75,6 +90,9 @@ def test_the_summary_counts_every_item_and_no_counterfeit_passed(
     assert summary["genuine_rejected"] == 0
     assert summary["ledger"]["missing"] == []
     assert summary["ledger"]["wrong"] == []
+    assert summary["ledger"]["expected"] > 0
+    assert summary["missed_diversions"] == summary["stray_pulses"] == 0
+    assert summary["gateway_failure"] is None
     assert summary["ok"] is True
     assert summary["latency_ms"]["p99"] is not None
 

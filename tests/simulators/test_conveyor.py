@@ -240,3 +240,43 @@ def test_next_item_waits_until_a_slow_camera_has_captured_the_last_one() -> None
     for previous_frame, next_trigger in zip(taken_at, triggers[1:], strict=False):
         assert previous_frame < next_trigger, "a late frame never reaches the next item"
     assert conveyor.slips > 0, "the belt slipped while it waited"
+
+
+def test_a_scanner_port_nobody_opens_ends_the_belt_with_an_error_instead_of_a_hang() -> None:
+    io = SimGateIo(SimGateIoConfig(type="sim_gate_io", debounce_ms=0))
+    io.start()
+    scanner = SimulatedScanner(PtyEndpoint(), ["-"], wait_for_reader=False)  # no driver
+    conveyor = Conveyor(
+        [belt_item(seq) for seq in range(3)],
+        rate=RATE,
+        window_s=WINDOW_S,
+        gate_io=io,
+        scanner=scanner,
+        ready_timeout_s=0.3,
+    )
+    try:
+        assert conveyor.start().wait(3)
+    finally:
+        conveyor.stop()
+        scanner.endpoint.close()
+        io.stop()
+    assert conveyor.passages == []
+    assert conveyor.errors == 1
+
+
+def test_stop_ends_the_wait_for_the_scanners_port_at_once() -> None:
+    io = SimGateIo(SimGateIoConfig(type="sim_gate_io", debounce_ms=0))
+    io.start()
+    scanner = SimulatedScanner(PtyEndpoint(), ["-"], wait_for_reader=False)
+    conveyor = Conveyor([belt_item(0)], rate=RATE, window_s=WINDOW_S, gate_io=io, scanner=scanner)
+    try:
+        conveyor.start()
+        time.sleep(0.1)
+        started = time.monotonic()
+        conveyor.stop()
+        assert conveyor.done
+        assert time.monotonic() - started < 0.5
+    finally:
+        scanner.endpoint.close()
+        io.stop()
+    assert conveyor.errors == 0

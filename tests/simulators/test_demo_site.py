@@ -212,3 +212,14 @@ def test_seed_items_for_seeds_enough_for_every_gate(
             has_camera=True,
         )
         assert len(belt) == items
+
+
+def test_a_site_of_its_own_id_derives_its_gate_keys_and_config_from_it(tmp_path: Path) -> None:
+    site = create_demo_site(
+        tmp_path, items=200, seed=1, gates=GATES, site_secret=SECRET, site="demo-a1b2c3"
+    )
+    for gate, _ in GATES:
+        assert site.gate_keys[gate] == derive_gate_key(SECRET, "demo-a1b2c3", gate)
+    assert load_config(write_gateway_config(site, "mqtt://127.0.0.1:1")).site == "demo-a1b2c3"
+    with pytest.raises(ValueError, match="site must be a valid topic id"):
+        create_demo_site(tmp_path / "bad", items=10, gates=GATES, site="a/b")
