@@ -20,7 +20,7 @@ from bench.bench_mqtt_baseline import measure_noop
 from bench.report import Figure, print_figures
 from simulators.broker import MosquittoBroker
 from simulators.site_run import RunSettings, SiteRun
-from simulators.site_summary import load_outcomes, summarise
+from simulators.site_summary import load_gate, summarise
 
 
 def _env(name: str, default: float) -> float:
@@ -39,8 +39,9 @@ def run() -> list[Figure]:
         with SiteRun(Path(tmp), settings) as site:
             site.start()
             site.wait_gates(timeout=items / rate * 4 + 120)
-            results = [p.result_file for p in site.plans if p.result_file.exists()]
-        summary = summarise(load_outcomes(results))
+            plans = site.plans
+        gate_outcomes = [load_gate(p.gate, p.items_file, p.result_file) for p in plans]
+        summary = summarise([o for g in gate_outcomes for o in g.items], gates=gate_outcomes)
     p50 = summary.latency_p50_ms or 0.0
     p99 = summary.latency_p99_ms or 0.0
     load = os.getloadavg()[0]
@@ -66,6 +67,7 @@ def run() -> list[Figure]:
         Figure("items decided per second, all gates", summary.items_per_s, "items/s"),
         Figure("late decisions", summary.late_decisions, "items", target="0"),
         Figure("counterfeits passed", summary.counterfeits_passed, "items", target="0"),
+        Figure("diverter fired late or missed", summary.missed_diversions, "items", target="0"),
         Figure(
             "genuine held or rejected",
             summary.genuine_held + summary.genuine_rejected,
