@@ -101,16 +101,19 @@ class LabelChecker:
     def check(self, frames: Sequence[FrameInput]) -> VisionResult:
         """The verdict on the label in ``frames`` (1, or 2 under different lighting)."""
         timings: dict[str, float] = {}
+        view = MappingProxyType(timings)  # live: the total is added last
         started = time.perf_counter()
         try:
-            result = self._check(frames, timings)
+            result = self._check(frames, timings, view)
         except _UnreadableError as stop:
-            result = unreadable(stop.reason)
+            result = VisionResult(VisionVerdict.UNREADABLE, reasons=(stop.reason,), timings=view)
         except Exception:  # a bug or a runtime failure must not take the gate down
             _log.exception("label check failed")
-            result = unreadable("internal_error")
+            result = VisionResult(
+                VisionVerdict.UNREADABLE, reasons=("internal_error",), timings=view
+            )
         timings["total"] = (time.perf_counter() - started) * 1000
-        return _with_timings(result, timings)
+        return result
 
     def _images(self, frames: Sequence[FrameInput]) -> list[NDArray[np.uint8]]:
         bare = isinstance(frames, str | bytes | bytearray | memoryview)  # one frame, not a list
@@ -129,7 +132,12 @@ class LabelChecker:
             images.append(frame)
         return images
 
-    def _check(self, frames: Sequence[FrameInput], timings: dict[str, float]) -> VisionResult:
+    def _check(
+        self,
+        frames: Sequence[FrameInput],
+        timings: dict[str, float],
+        view: Mapping[str, float],
+    ) -> VisionResult:
         clock = time.perf_counter()
         images = self._images(frames)
         clock = _lap(timings, "decode", clock)
@@ -167,7 +175,7 @@ class LabelChecker:
             item_id = read_item_id(images[0], corners)
             _lap(timings, "datamatrix", clock)
         verdict = VisionVerdict.SUSPECT if reasons else VisionVerdict.GENUINE
-        return VisionResult(verdict, score, tuple(reasons), item_id, shift)
+        return VisionResult(verdict, score, tuple(reasons), item_id, shift, view)
 
     def _hue_shift(
         self,
@@ -191,14 +199,3 @@ def _lap(timings: dict[str, float], stage: str, since: float) -> float:
     now = time.perf_counter()
     timings[stage] = (now - since) * 1000
     return now
-
-
-def _with_timings(result: VisionResult, timings: dict[str, float]) -> VisionResult:
-    return VisionResult(
-        result.verdict,
-        result.score,
-        result.reasons,
-        result.item_id,
-        result.hue_shift_deg,
-        MappingProxyType(timings),
-    )

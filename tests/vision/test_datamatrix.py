@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
+import zxingcpp
 
-from edge_agent.vision.datamatrix import datamatrix_image, read_item_id
-from edge_agent.vision.layout import COUNTERFEIT_KINDS, LabelKind
+from edge_agent.vision.datamatrix import _frame_region, datamatrix_image, read_item_id
+from edge_agent.vision.layout import COUNTERFEIT_KINDS, LABEL_H, LABEL_W, LabelKind
 from edge_agent.vision.preprocess import locate_label
 from simulators.labels import RenderConfig, render_sample
+
+LABEL = np.array(
+    [[-0.5, -0.5], [LABEL_W - 0.5, -0.5], [LABEL_W - 0.5, LABEL_H - 0.5], [-0.5, LABEL_H - 0.5]],
+    dtype=np.float32,
+)
 
 
 @pytest.mark.parametrize("kind", [LabelKind.GENUINE, *COUNTERFEIT_KINDS])
@@ -44,7 +51,7 @@ def test_the_region_is_warped_upright_with_a_quiet_zone() -> None:
     assert corners is not None
     image = datamatrix_image(sample.frames[0], corners)
     assert image.ndim == 2
-    assert image.shape == (176, 176)
+    assert image.shape == (110, 110)  # 1.25 pixels per canonical label pixel
     border = np.concatenate([image[:6].ravel(), image[-6:].ravel(), image[:, :6].ravel()])
     assert float(border.mean()) > float(image[20:-20, 20:-20].mean())  # light quiet zone
 
@@ -54,3 +61,28 @@ def test_no_code_where_the_label_has_none() -> None:
     frame[100:300, 100:440] = 230
     corners = np.array([[99.5, 99.5], [439.5, 99.5], [439.5, 299.5], [99.5, 299.5]], np.float32)
     assert read_item_id(frame, corners) is None
+
+
+def test_corners_off_the_frame_or_not_finite_read_nothing_and_do_not_raise() -> None:
+    sample = render_sample(4, LabelKind.GENUINE, frames=1)
+    far = np.array([[5000, 5000], [6000, 5000], [6000, 5600], [5000, 5600]], np.float32)
+    nan = np.full((4, 2), np.nan, np.float32)
+    for corners in (far, nan, np.zeros((4, 2), np.float32)):
+        assert read_item_id(sample.frames[0], corners) is None
+        assert datamatrix_image(sample.frames[0], corners).shape == (110, 110)
+
+
+def test_a_code_the_quick_global_threshold_misses_is_read_from_the_warped_region() -> None:
+    """A shadow edge down the middle of the symbol defeats one global threshold; the
+    fallback (the region warped upright, thresholded locally) still reads it."""
+    sample = render_sample(7, LabelKind.GENUINE, frames=1)
+    corners = locate_label(sample.frames[0])
+    assert corners is not None
+    canonical = np.array([[[270.0, 142.0]]], np.float32)  # the symbol's centre
+    middle = cv2.perspectiveTransform(canonical, cv2.getPerspectiveTransform(LABEL, corners))
+    shaded = sample.frames[0].copy()
+    shaded[:, int(middle[0, 0, 0]) :] //= 2
+    region = _frame_region(shaded, corners)
+    assert region is not None
+    assert zxingcpp.read_barcodes(region[0], binarizer=zxingcpp.Binarizer.GlobalHistogram) == []
+    assert read_item_id(shaded, corners) == sample.item_id
