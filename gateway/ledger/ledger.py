@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import json.encoder
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway.ledger import merkle
-from gateway.ledger.chain import GENESIS, leaf_data
+from gateway.ledger.chain import GENESIS
 from gateway.ledger.signing import BlockHeader, OrgKey, check_org_name, raw_public
 from gateway.ledger.store import BlockRow, SqlStore, StoreError, open_store
 
@@ -22,6 +23,7 @@ HashFn = Callable[[Mapping[str, Any]], str]
 ItemKeysFn = Callable[[Mapping[str, Any]], list[str]]
 
 DEFAULT_BLOCK_SIZE = 256
+_U64 = struct.Struct(">Q")
 MAX_BATCH = 100_000
 #: Event fields that make up an item's current state.
 STATE_FIELDS = ("type", "eventTime", "action", "bizStep", "disposition", "readPoint", "bizLocation")
@@ -115,14 +117,6 @@ def state_of(event: Mapping[str, Any], seq: int, event_id: str) -> dict[str, Any
     state["seq"] = seq
     state["eventID"] = event_id
     return state
-
-
-def _canonical_json(event: Mapping[str, Any], index: int) -> str:
-    try:
-        text = _encode_event(event)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise LedgerError(f"event {index} is not JSON-serialisable: {exc}") from exc
-    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,25 +223,29 @@ class Ledger:
         if len(events) > MAX_BATCH:
             raise LedgerError(f"batch of {len(events)} events; at most {MAX_BATCH} per batch")
         prepared: list[tuple[str, str, list[str]]] = []
-        hash_fn = self.event_hash
+        hash_fn, keys_fn, encode = self.event_hash, self.item_keys_fn, _encode_event
         for index, event in enumerate(events):
-            if not isinstance(event, Mapping):
+            if type(event) is not dict and not isinstance(event, Mapping):
                 raise LedgerError(f"event {index} is a {type(event).__name__}, not a JSON object")
-            text = _canonical_json(event, index)
+            try:
+                text = encode(event)
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise LedgerError(f"event {index} is not JSON-serialisable: {exc}") from exc
             try:
                 event_id = hash_fn(event)
             except Exception as exc:  # the hash function's own errors, whatever their type
                 raise LedgerError(f"event {index}: cannot compute its event hash: {exc}") from exc
             try:
-                keys = self.item_keys_fn(event)
+                keys = keys_fn(event)
             except LedgerError as exc:
                 raise LedgerError(f"event {index}: {exc}") from exc
             prepared.append((event_id, text, keys))
         if not prepared:
             return []
+        block_size = self.block_size
         with self.store.write() as tx:
-            head = tx.head()
-            seq, chain = head if head is not None else (0, GENESIS)
+            state = tx.append_state(signer, len(prepared), block_size)
+            seq, chain = state.head if state.head is not None else (0, GENESIS)
             rows = []
             index_rows: list[tuple[str, int]] = []
             result = []
@@ -259,13 +257,32 @@ class Ledger:
                 for key in keys:
                     index_rows.append((key, seq))
                 result.append(Appended(seq, event_id))
+            open_count = state.open_count + len(rows)
+            first_open = state.first_open if state.open_count else rows[0][0]
+            blocks: list[BlockRow] = []
+            if open_count >= block_size:
+                # Seal the full blocks from what is in hand: the open block's earlier events
+                # (read with the head) and this batch, which only this signer writes.
+                if len(state.open_events) != state.open_count:
+                    raise StoreError(
+                        f"{tx.url}: {signer!r} should have {state.open_count} unsealed events "
+                        f"from seq {state.first_open}, found {len(state.open_events)} "
+                        "(open_blocks out of step)"
+                    )
+                pending = state.open_events + [(r[0], r[1], r[4]) for r in rows]
+                org_key = self._keys[signer]
+                start = 0
+                while open_count >= block_size:
+                    leaves = pending[start : start + block_size]
+                    block_no = state.last_block_no + len(blocks) + 1
+                    blocks.append(self._block(org_key, block_no, leaves))
+                    start += block_size
+                    open_count -= block_size
+                first_open = pending[start][0] if open_count else 0
             tx.insert_events(rows)
             tx.insert_item_events(index_rows)
-            first_open, open_count = tx.open_block(signer)
-            if open_count == 0:
-                first_open = rows[0][0]
-            tx.set_open_block(signer, first_open, open_count + len(rows))
-            self._seal_locked(signer, full_only=True)
+            tx.insert_blocks(blocks)
+            tx.set_open_block(signer, first_open, open_count)
         return result
 
     # ---- sealing ---------------------------------------------------------------------
@@ -277,18 +294,19 @@ class Ledger:
             signers = [signer] if signer is not None else tx.unsealed_signers()
             for org in signers:
                 if org in self._keys:
-                    sealed += self._seal_locked(org, full_only=False)
+                    sealed += self._seal_locked(org)
                 elif signer is not None:
                     raise LedgerError(f"no signing key for organisation {org!r}")
         return sealed
 
-    def _seal_locked(self, signer: str, *, full_only: bool) -> list[BlockRow]:
+    def _seal_locked(self, signer: str) -> list[BlockRow]:
+        """Seal the signer's open events in blocks of up to block_size (under the lock)."""
         key = self._keys[signer]
         store = self.store
         sealed: list[BlockRow] = []
         first_open, open_count = store.open_block(signer)
         while True:
-            if open_count == 0 or (full_only and open_count < self.block_size):
+            if open_count == 0:
                 return sealed
             # The open events plus the next one after them (where the next block starts).
             found = store.signer_events_from(signer, first_open, self.block_size + 1)
@@ -298,36 +316,45 @@ class Ledger:
                     f"{store.url}: {signer!r} should have {open_count} unsealed events from "
                     f"seq {first_open}, found {len(found)} (open_blocks out of step)"
                 )
-            tree = merkle.tree_levels([merkle.leaf_hash(leaf_data(s, eid)) for s, eid, _ in leaves])
-            root = tree[-1][0]
-            header = BlockHeader(
-                block_no=store.next_block_no(),
-                signer=signer,
-                key_id=key.key_id,
-                first_seq=leaves[0][0],
-                last_seq=leaves[-1][0],
-                leaf_count=len(leaves),
-                root=root,
-                head_chain=leaves[-1][2],
-            )
-            block = BlockRow(
-                header.block_no,
-                signer,
-                key.key_id,
-                header.first_seq,
-                header.last_seq,
-                header.leaf_count,
-                root,
-                header.head_chain,
-                key.sign(header.statement()),
-                now_iso(),
-                b"".join(node for level in tree for node in level),
-            )
+            block = self._block(key, store.next_block_no(), leaves)
             store.insert_block(block)
             sealed.append(block)
             open_count -= len(leaves)
             first_open = found[self.block_size][0] if open_count else 0
             store.set_open_block(signer, first_open, open_count)
+
+    @staticmethod
+    def _block(key: OrgKey, block_no: int, leaves: Sequence[tuple[int, str, bytes]]) -> BlockRow:
+        """Block ``block_no`` over ``leaves`` ((seq, event_id, chain), one signer's events in
+        seq order), its Merkle root signed with ``key``."""
+        sha256, pack = hashlib.sha256, _U64.pack  # merkle.leaf_hash(leaf_data(…)), inlined
+        tree = merkle.tree_levels(
+            [sha256(b"\x00" + pack(s) + eid.encode()).digest() for s, eid, _ in leaves]
+        )
+        root = tree[-1][0]
+        header = BlockHeader(
+            block_no=block_no,
+            signer=key.org,
+            key_id=key.key_id,
+            first_seq=leaves[0][0],
+            last_seq=leaves[-1][0],
+            leaf_count=len(leaves),
+            root=root,
+            head_chain=leaves[-1][2],
+        )
+        return BlockRow(
+            block_no,
+            key.org,
+            key.key_id,
+            header.first_seq,
+            header.last_seq,
+            header.leaf_count,
+            root,
+            header.head_chain,
+            key.sign(header.statement()),
+            now_iso(),
+            b"".join(node for level in tree for node in level),
+        )
 
     # ---- reading ---------------------------------------------------------------------
 

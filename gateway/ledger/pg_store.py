@@ -2,24 +2,34 @@
 
 Appenders are serialised by a transaction-scoped advisory lock (``pg_advisory_xact_lock``),
 taken before the head of the chain is read, so concurrent workers keep the chain linear.
+
+Round trips dominate small writes, so a write transaction sends its ``BEGIN`` and lock with
+its first statement, writes nobody reads the result of (``_write``) with the next statement
+or the ``COMMIT``, and several reads in one pipeline (``_execute_all``): an append is
+four round trips (lock and reads, two COPYs, writes and commit) whatever the batch size.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from itertools import count
 from typing import Any
 
 import psycopg
 
-from gateway.ledger.store import EventRow, SqlStore, StoreError
+from gateway.ledger.store import EventRow, SqlStore, Statement, StoreError
 
 #: Advisory lock key of the ledger's append lock ("provgate" in ASCII, as a bigint).
 APPEND_LOCK_KEY = 0x70726F7667617465
 _cursor_names = count()
+#: What a write transaction starts with: BEGIN and the append lock.
+_OPENING = (
+    ("BEGIN", (), False),
+    ("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,), False),
+)
 
 
 def _redact(url: str) -> str:
@@ -43,6 +53,10 @@ class PostgresStore(SqlStore):
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {_redact(url)}: {exc}") from exc
         self._in_tx = False
+        #: Statements of the write transaction not sent yet: (sql, params or rows, many).
+        self._pending: list[tuple[str, Sequence[Any], bool]] = []
+        #: Whether the write transaction's BEGIN has reached the server.
+        self._begun = False
         if create:
             self.initialize()
 
@@ -55,17 +69,57 @@ class PostgresStore(SqlStore):
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
-        """The raw connection (tests and benchmarks use it to tamper and to bulk-load)."""
+        """The raw connection (tests and benchmarks use it to tamper and to bulk-load);
+        inside :meth:`write` the transaction has begun and holds the lock."""
+        if self._pending:
+            self._send([])
         return self._conn
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._execute_all([(sql, params)])[0]
+
+    def _execute_all(self, statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
+        if not self._pending and len(statements) == 1:
+            try:
+                cur = self._conn.execute(statements[0][0], statements[0][1])
+                return [cur.fetchall() if cur.description else []]
+            except psycopg.Error as exc:
+                raise StoreError(f"{self.url}: {exc}") from exc
+        return self._send(statements)
+
+    def _send(self, statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
+        """The pending statements, then ``statements``, in one pipeline (one round trip)."""
+        conn = self._conn
+        pending, self._pending = self._pending, []
+        if self._in_tx:
+            self._begun = True  # from now on the server may hold a transaction to end
         try:
-            cur = self._conn.execute(sql, params)
-            return cur.fetchall() if cur.description else []
+            with conn.pipeline():
+                for sql, params, many in pending:
+                    if many:
+                        conn.cursor().executemany(sql, params)
+                    else:
+                        conn.execute(sql, params)
+                cursors = [conn.execute(sql, params) for sql, params in statements]
+            return [c.fetchall() if c.description else [] for c in cursors]
         except psycopg.Error as exc:
             raise StoreError(f"{self.url}: {exc}") from exc
 
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        if not self._in_tx:
+            self._execute(sql, params)
+            return
+        self._pending.append((sql, params, False))
+
+    def _write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not self._in_tx:
+            self._executemany(sql, rows)
+            return
+        self._pending.append((sql, rows, True))
+
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self._pending:
+            self._send([])
         try:
             with self._conn.cursor() as cur:
                 cur.executemany(sql, rows)
@@ -77,6 +131,8 @@ class PostgresStore(SqlStore):
             with self.snapshot():
                 yield from self._stream(sql, params)
             return
+        if self._pending:
+            self._send([])
         try:
             with self._conn.cursor(name=f"provgate_stream_{next(_cursor_names)}") as cur:
                 cur.itersize = 10000
@@ -86,6 +142,8 @@ class PostgresStore(SqlStore):
             raise StoreError(f"{self.url}: {exc}") from exc
 
     def _copy(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self._pending:  # COPY cannot run in a pipeline
+            self._send([])
         try:
             with (
                 self._conn.cursor() as cur,
@@ -111,14 +169,28 @@ class PostgresStore(SqlStore):
             yield
             return
         self._in_tx = True
+        self._begun = False
+        # Sent with the first statement (or not at all if there is none).
+        self._pending = list(_OPENING)
         try:
-            with self._conn.transaction():
-                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
-                yield
-        except psycopg.Error as exc:
-            raise StoreError(f"{self.url}: write failed: {exc}") from exc
+            yield
+            if self._begun or len(self._pending) > len(_OPENING):
+                self._pending.append(("COMMIT", (), False))
+                self._send([])  # returns once the server has committed
+        except BaseException:
+            self._pending = []
+            if self._begun:
+                self._rollback()
+            raise
         finally:
             self._in_tx = False
+            self._begun = False
+            self._pending = []
+
+    def _rollback(self) -> None:
+        # If the connection is gone, the server rolls back on its own.
+        with suppress(psycopg.Error):
+            self._conn.execute("ROLLBACK")
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:

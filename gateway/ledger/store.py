@@ -35,10 +35,28 @@ SCHEMA_VERSION = "2"
 
 EventRow = tuple[int, str, str, str, bytes]
 """(seq, event_id, event_json, signer, chain)."""
+Statement = tuple[str, Sequence[Any]]
+"""(SQL, parameters)."""
 
 
 class StoreError(RuntimeError):
     """The database could not be opened, read or written."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendState:
+    """What an append reads under the write lock, in one round trip (see append_state)."""
+
+    #: (seq, chain) of the last event, or None when the ledger is empty.
+    head: tuple[int, bytes] | None
+    #: The signer's unsealed events: first seq and count ((0, 0) if none).
+    first_open: int
+    open_count: int
+    #: Highest block number so far (0 when none).
+    last_block_no: int
+    #: (seq, event_id, chain) of the signer's unsealed events, oldest first, when the
+    #: append fills a block; otherwise empty.
+    open_events: list[tuple[int, str, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +118,19 @@ class SqlStore(abc.ABC):
     @abc.abstractmethod
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement per row."""
+
+    def _execute_all(self, statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
+        """Run statements in order and return each one's rows (PostgreSQL: one round trip)."""
+        return [self._execute(sql, params) for sql, params in statements]
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """A statement whose result nobody reads; a backend may send it with the next
+        statement or the commit (one round trip), never later than the commit."""
+        self._execute(sql, params)
+
+    def _write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """:meth:`_write` for one statement per row."""
+        self._executemany(sql, rows)
 
     @abc.abstractmethod
     def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
@@ -196,6 +227,43 @@ class SqlStore(abc.ABC):
         """Index rows (item_key, seq)."""
         self._executemany(self._q("INSERT INTO item_events (item_key, seq) VALUES (?, ?)"), rows)
 
+    def append_state(self, signer: str, incoming: int, block_size: int) -> AppendState:
+        """Head of the chain, the signer's open block and the last block number, plus the
+        open block's events when ``incoming`` more events make it reach ``block_size``
+        (then a block is sealed); one round trip on PostgreSQL. Call under the write lock."""
+        q = self._q
+        state, events = self._execute_all(
+            [
+                (
+                    q(
+                        "SELECT (SELECT seq FROM events ORDER BY seq DESC LIMIT 1), "
+                        "(SELECT chain FROM events ORDER BY seq DESC LIMIT 1), "
+                        "(SELECT first_seq FROM open_blocks WHERE signer = ?), "
+                        "(SELECT event_count FROM open_blocks WHERE signer = ?), "
+                        "(SELECT MAX(block_no) FROM blocks)"
+                    ),
+                    (signer, signer),
+                ),
+                (
+                    q(
+                        "SELECT seq, event_id, chain FROM events WHERE signer = ? AND seq >= "
+                        "(SELECT first_seq FROM open_blocks WHERE signer = ? AND event_count > 0 "
+                        "AND event_count + ? >= ?) ORDER BY seq "
+                        "LIMIT COALESCE((SELECT event_count FROM open_blocks WHERE signer = ?), 0)"
+                    ),
+                    (signer, signer, incoming, block_size, signer),
+                ),
+            ]
+        )
+        seq, chain, first_open, open_count, block_no = state[0]
+        return AppendState(
+            None if seq is None else (int(seq), bytes(chain)),
+            0 if first_open is None else int(first_open),
+            0 if open_count is None else int(open_count),
+            0 if block_no is None else int(block_no),
+            [(int(r[0]), str(r[1]), bytes(r[2])) for r in events],
+        )
+
     def next_block_no(self) -> int:
         """Number for the next block (1, 2, …)."""
         rows = self._execute("SELECT MAX(block_no) FROM blocks")
@@ -210,7 +278,7 @@ class SqlStore(abc.ABC):
 
     def set_open_block(self, signer: str, first_seq: int, event_count: int) -> None:
         """Record the signer's unsealed events (``event_count`` 0: none)."""
-        self._execute(
+        self._write(
             self._q(
                 "INSERT INTO open_blocks (signer, first_seq, event_count) VALUES (?, ?, ?) "
                 "ON CONFLICT (signer) DO UPDATE SET first_seq = excluded.first_seq, "
@@ -239,23 +307,32 @@ class SqlStore(abc.ABC):
 
     def insert_block(self, block: BlockRow) -> None:
         """Store a sealed block."""
-        self._execute(
+        self.insert_blocks([block])
+
+    def insert_blocks(self, blocks: Sequence[BlockRow]) -> None:
+        """Store sealed blocks."""
+        if not blocks:
+            return
+        self._write_many(
             self._q(
                 f"INSERT INTO blocks ({BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
-            (
-                block.block_no,
-                block.signer,
-                block.key_id,
-                block.first_seq,
-                block.last_seq,
-                block.leaf_count,
-                block.root,
-                block.head_chain,
-                block.signature,
-                block.sealed_at,
-                block.tree,
-            ),
+            [
+                (
+                    block.block_no,
+                    block.signer,
+                    block.key_id,
+                    block.first_seq,
+                    block.last_seq,
+                    block.leaf_count,
+                    block.root,
+                    block.head_chain,
+                    block.signature,
+                    block.sealed_at,
+                    block.tree,
+                )
+                for block in blocks
+            ],
         )
 
     def register_key(self, key_id: str, org: str, public_key: bytes, registered_at: str) -> None:

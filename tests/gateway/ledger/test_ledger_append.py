@@ -11,7 +11,7 @@ import pytest
 
 from gateway.ledger.chain import GENESIS, next_chain
 from gateway.ledger.ledger import Ledger, LedgerError
-from gateway.ledger.store import open_store
+from gateway.ledger.store import StoreError, open_store
 from tests.gateway.ledger.ledger_support import BRAND, SITE, epc, event, fake_event_hash
 
 
@@ -122,6 +122,77 @@ def test_a_failed_batch_stores_nothing(ledger: Ledger) -> None:
     assert ledger.item_state(epc(1)) is None
 
 
+def _refuse_block_inserts(ledger: Ledger, url: str) -> None:
+    """Make the database refuse new block rows (a failure only the commit's writes meet)."""
+    conn: Any = ledger.store.connection  # type: ignore[attr-defined]
+    if url.startswith("postgresql"):
+        conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RAISE EXCEPTION 'blocks refused'; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON blocks FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+    else:
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON blocks "
+            "BEGIN SELECT RAISE(ABORT, 'blocks refused'); END"
+        )
+
+
+def test_a_write_failing_at_commit_stores_nothing_and_the_ledger_stays_usable(
+    ledger: Ledger, ledger_url: str
+) -> None:
+    ledger.append_batch([event(i) for i in range(2)], BRAND)
+    _refuse_block_inserts(ledger, ledger_url)
+    with pytest.raises(StoreError, match="blocks refused"):
+        ledger.append_batch([event(i) for i in range(2, 5)], BRAND)  # fills a block
+    assert ledger.store.event_count() == 2
+    assert ledger.store.open_block(BRAND) == (1, 2)
+    conn: Any = ledger.store.connection  # type: ignore[attr-defined]
+    conn.execute(
+        f"DROP TRIGGER refuse{' ON blocks' if ledger_url.startswith('postgresql') else ''}"
+    )
+    ledger.append_batch([event(i) for i in range(2, 5)], BRAND)
+    assert [(b.first_seq, b.last_seq) for b in ledger.store.blocks()] == [(1, 4)]
+    assert ledger.store.open_block(BRAND) == (5, 1)
+    ledger.seal()
+    assert ledger.audit(strict=True).ok
+
+
+def test_a_transaction_of_writes_whose_results_nobody_reads_still_commits(
+    ledger: Ledger,
+) -> None:
+    with ledger.store.write() as tx:  # PostgreSQL holds such writes back for the commit
+        tx.set_open_block(BRAND, 7, 1)
+    assert ledger.store.open_block(BRAND) == (7, 1)
+
+
+def test_raw_connection_writes_inside_write_belong_to_the_transaction(ledger: Ledger) -> None:
+    def insert(key: str, fail: bool) -> None:
+        with ledger.store.write():
+            conn: Any = ledger.store.connection  # type: ignore[attr-defined]
+            conn.execute(f"INSERT INTO ledger_meta (key, value) VALUES ('{key}', 'x')")
+            if fail:
+                raise RuntimeError(key)
+
+    with pytest.raises(RuntimeError):
+        insert("rolled-back", fail=True)
+    insert("committed", fail=False)
+    rows = ledger.store._execute("SELECT key FROM ledger_meta WHERE value = 'x'")
+    assert [r[0] for r in rows] == ["committed"]
+
+
+def test_an_open_block_out_of_step_with_the_events_is_refused(ledger: Ledger) -> None:
+    ledger.append_batch([event(i) for i in range(2)], BRAND)
+    ledger.store.connection.execute(  # type: ignore[attr-defined]
+        "UPDATE open_blocks SET event_count = 3"
+    )
+    with pytest.raises(StoreError, match="out of step"):
+        ledger.append_batch([event(i) for i in range(2, 4)], BRAND)
+    assert ledger.store.event_count() == 2  # and the connection still reads
+
+
 @pytest.mark.parametrize(
     ("events", "signer", "message"),
     [
@@ -193,8 +264,6 @@ def test_concurrent_appenders_keep_the_chain_linear(
 
 
 def test_sqlite_url_forms_and_unknown_schemes(tmp_path: Any) -> None:
-    from gateway.ledger.store import StoreError
-
     with open_store(f"sqlite:///{tmp_path}/a.db") as store:
         assert store.event_count() == 0
     with pytest.raises(StoreError, match="unsupported ledger URL"):
