@@ -19,14 +19,18 @@ moment is journaled late as HOLD with reason ``decision.late`` and the amber lam
 undecided are held (:meth:`Journal.hold_undecided`).
 
 Group commit: the thread handles every message waiting in its queue as one journal batch
-(:meth:`Journal.batch`, one fsync), and only after that commit asks the gateway, notifies
-the outbox or schedules the diverter, so "durable before acted on" holds at any rate.
+(:meth:`Journal.batch`, one fsync), and only after that commit asks the gateway (the items
+of a batch together), notifies the outbox or schedules the diverter, so "durable before
+acted on" holds at any rate. The loop also drives the verify client
+(:meth:`VerifyClient.pump`: due batches sent, late items expired), so a request is sent
+from this thread, with no hand-over to another.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+import math
 import queue
 import threading
 import time
@@ -139,10 +143,13 @@ class GateAgent:
         self._in_flight = 0
         self._queued = 0  # messages put and not yet handled
         self._deferred: list[Callable[[], object]] | None = None  # run after the batch commits
+        self._asks: list[tuple[_Item, VerifyItem, float]] = []  # sent after the batch commits
         self._idle = threading.Condition()
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="gate-agent", daemon=True)
+        verify.pumped = True  # this loop sends the batches and expires deadlines
+        self._verify_due = math.inf  # monotonic time verify.pump() wants to run again
 
     @classmethod
     def from_profile(
@@ -270,7 +277,9 @@ class GateAgent:
         timeout: float | None = None
         now = time.monotonic()
         if self._closes:
-            timeout = max(0.0, self._closes[0] - now)
+            timeout = max(0.0, min(self._closes[0], self._verify_due) - now)
+        elif self._verify_due < math.inf:
+            timeout = max(0.0, self._verify_due - now)
         elif self.assembler.open_windows:
             timeout = _IDLE_TICK_S
         try:
@@ -299,8 +308,11 @@ class GateAgent:
                     self._closed(assembled)
         except JournalError as exc:  # the commit failed: act anyway, fail closed
             log.error("gate agent: journal batch not committed: %s", exc)
+            self._unjournal_asks()
         finally:
             deferred, self._deferred = self._deferred, None
+        self._ask()
+        self._pump_verify()
         for action in deferred:
             action()
         handled = sum(kind != "tick" for kind, _ in messages)
@@ -318,6 +330,30 @@ class GateAgent:
             action()
         else:
             self._deferred.append(action)
+
+    def _unjournal_asks(self) -> None:
+        """The items of a batch that was not committed are not journaled: held, unasked."""
+        asks, self._asks = self._asks, []
+        for item, _, _ in asks:
+            item.journaled, item.extra = False, (JOURNAL_FAILED,)
+            self._decide(item, None)
+
+    def _ask(self) -> None:
+        """Ask the gateway about the items of the batch just committed, together."""
+        if not self._asks:
+            return
+        asks, self._asks = self._asks, []
+        futures = self.verify.submit_all([(request, deadline) for _, request, deadline in asks])
+        for (item, _, _), future in zip(asks, futures, strict=True):
+            future.add_done_callback(self._on_verified(item))
+
+    def _pump_verify(self) -> None:
+        """Let the verify client send what is due and expire what is late."""
+        if self.verify.pumped:
+            self._verify_due = time.monotonic() + self.verify.pump()
+
+    def _on_verified(self, item: _Item) -> Callable[[Future[VerifyOutcome]], None]:
+        return lambda future: self._put("verified", (item, _result(future)))
 
     def _handle(self, kind: str, value: Any) -> None:
         s = self.assembler.settings
@@ -381,13 +417,9 @@ class GateAgent:
             self._decide(item, None)
             return
         request = VerifyItem.from_assembled(a, vision)
-        deadline = item.trigger + self.timing.deadline_s
-
-        def ask() -> None:
-            future = self.verify.submit(request, deadline)
-            future.add_done_callback(lambda f: self._put("verified", (item, _result(f))))
-
-        self._after_commit(ask)
+        self._asks.append((item, request, item.trigger + self.timing.deadline_s))
+        if self._deferred is None:  # outside a batch (shutdown): ask now
+            self._ask()
 
     def _decide(self, item: _Item, outcome: VerifyOutcome | None) -> None:
         a = item.assembled
@@ -447,10 +479,12 @@ class GateAgent:
             self._closed(assembled)
         deadline = time.monotonic() + self.timing.divert_s + 1.0
         while self._in_flight and time.monotonic() < deadline:
+            self._pump_verify()
+            wait = min(deadline, self._verify_due) - time.monotonic()
             try:
-                kind, value = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+                kind, value = self._inbox.get(timeout=max(0.0, wait))
             except queue.Empty:
-                break
+                continue
             if kind in ("vision", "verified", "actuated"):
                 self._handle(kind, value)
             with self._idle:

@@ -431,7 +431,12 @@ class ItemAssembler:
 
 
 def _finite(ts: object) -> bool:
-    return isinstance(ts, int | float) and not isinstance(ts, bool) and math.isfinite(ts)
+    if type(ts) is float:  # the usual case, checked first
+        return math.isfinite(ts)
+    return isinstance(ts, _NUMBERS) and not isinstance(ts, bool) and math.isfinite(ts)
+
+
+_NUMBERS: Final = (int, float)
 
 
 def _fields(item: CanonicalItemId) -> tuple[object, ...]:

@@ -5,8 +5,13 @@ columns empty until decided), the ``outbox`` of gate events (:mod:`edge_agent.ou
 a ``meta`` table with the schema version. Each write is one transaction;
 :meth:`Journal.record_decision` writes the decision and enqueues its sealed ``gate_event``
 in the same one, so an event exists exactly when its decision does. Inside
-:meth:`Journal.batch` the writes are savepoints of one transaction committed at the end
-(group commit: one fsync for every item and decision of the batch).
+:meth:`Journal.batch` the writes share one transaction committed at the end (group commit:
+one fsync for every item and decision of the batch; none for a batch that wrote nothing),
+each still all-or-nothing (a single statement, or a savepoint around the decision's two).
+
+Per item the journal runs few statements: it keeps what :meth:`Journal.record_item` wrote
+until the decision (no read back), and counts the outbox only when the events it enqueued
+since the last count could have filled it.
 
 Durability: ``synchronous=FULL`` by default, so a commit has reached the disk when the call
 returns and a decision survives a power cut, not only a crash of the agent (``NORMAL`` in
@@ -196,7 +201,10 @@ class Journal:
         self._conn, self.path, self.identity = conn, path, identity
         self.max_backlog = max_backlog
         self._refusing = False  # refusing items because the outbox is full (logged once)
-        self._batch_depth = 0  # > 0 inside batch(): writes are savepoints of one transaction
+        self._batch_depth = 0  # > 0 inside batch(): writes share one transaction
+        self._batch_begun = False  # the batch's transaction is open (begun at its first write)
+        self._backlog_bound: int | None = None  # outbox size is at most this (None: count it)
+        self._recorded: dict[str, _Recorded] = {}  # items recorded here, not yet decided
         self._topic = GateTopics(identity.site, identity.gate).event
 
     @classmethod
@@ -238,6 +246,11 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def uncommitted(self) -> bool:
+        """True inside a :meth:`batch` that has written something (it will commit)."""
+        return self._batch_depth > 0 and self._batch_begun
+
     # --- writes ------------------------------------------------------------------------
 
     def record_item(
@@ -264,7 +277,11 @@ class Journal:
         verdict = None if vision_verdict is None else vision_verdict.value
 
         def write() -> int:
+            bound = self._backlog_bound
+            if bound is not None and bound < self.max_backlog:
+                return insert()
             size = outbox.backlog(self._conn)
+            self._backlog_bound = size
             if size >= self.max_backlog:
                 if not self._refusing:
                     log.warning(
@@ -281,6 +298,9 @@ class Journal:
             if self._refusing:
                 log.warning("journal: outbox down to %d events: admitting items again", size)
                 self._refusing = False
+            return insert()
+
+        def insert() -> int:
             try:
                 cur = self._conn.execute(
                     "INSERT INTO items (window_id, scanned_at, deadline, reads, item, seller,"
@@ -302,7 +322,11 @@ class Journal:
             assert cur.lastrowid is not None
             return cur.lastrowid
 
-        return self._transaction(write)
+        seq = self._transaction(write, atomic=True)  # one write: the INSERT
+        if len(self._recorded) >= _RECORDED_MAX:  # items never decided: forget (read back)
+            self._recorded.clear()
+        self._recorded[window_id] = _Recorded(item, seller, scanned_at, request_id)
+        return seq
 
     def record_decision(
         self,
@@ -321,17 +345,33 @@ class Journal:
         ``ValueError`` for reasons the wire format refuses.
         """
 
+        recorded = self._recorded.pop(window_id, None)
+
         def write() -> str | None:
-            record = self._get(window_id)
+            if recorded is not None:
+                with contextlib.suppress(_NotUndecidedError):
+                    return self._decide(
+                        window_id, recorded, decision, list(reasons), decided_at, late, request_id
+                    )
+            record = self._get(window_id)  # not recorded by this journal, or rolled back
             if record is None:
                 raise UnknownItemError(f"no item {window_id} in the journal")
             if record.decision is not None:
                 raise AlreadyDecidedError(
                     f"item {window_id} was decided {record.decision.value} already"
                 )
-            return self._decide(record, decision, list(reasons), decided_at, late, request_id)
+            return self._decide_record(
+                record, decision, list(reasons), decided_at, late, request_id
+            )
 
-        return self._transaction(write)
+        try:
+            return self._transaction(write)
+        except (UnknownItemError, AlreadyDecidedError):
+            raise
+        except BaseException:  # nothing written (e.g. reasons the wire refuses): keep it
+            if recorded is not None:
+                self._recorded[window_id] = recorded
+            raise
 
     def record_actuation(self, window_id: str, actuated_at: float) -> None:
         """Journal when the diverter fired for a decided item (once)."""
@@ -345,7 +385,7 @@ class Journal:
             if cur.rowcount != 1:
                 raise UnknownItemError(f"no decided, not yet actuated item {window_id}")
 
-        self._transaction(write)
+        self._transaction(write, atomic=True)  # one write: the UPDATE
 
     def hold_undecided(self, decided_at: float | None = None) -> list[str]:
         """Hold every item without a decision (after a crash: fail closed) with reason
@@ -371,7 +411,7 @@ class Journal:
                     held.append(str(row[1]))
                     continue
                 late = when > record.deadline
-                self._decide(record, Decision.HOLD, [RESTART_REASON], when, late, None)
+                self._decide_record(record, Decision.HOLD, [RESTART_REASON], when, late, None)
                 held.append(record.window_id)
             return held
 
@@ -427,7 +467,7 @@ class Journal:
         ).fetchone()
         return None if row is None else _record(row)
 
-    def _decide(
+    def _decide_record(
         self,
         record: ItemRecord,
         decision: Decision,
@@ -436,6 +476,28 @@ class Journal:
         late: bool,
         request_id: str | None,
     ) -> str | None:
+        recorded = _Recorded(record.item, record.seller, record.scanned_at, record.request_id)
+        self._recorded.pop(record.window_id, None)
+        try:
+            return self._decide(
+                record.window_id, recorded, decision, reasons, decided_at, late, request_id
+            )
+        except _NotUndecidedError as exc:  # read undecided in this transaction: cannot be
+            raise AlreadyDecidedError(f"item {record.window_id} was decided meanwhile") from exc
+
+    def _decide(
+        self,
+        window_id: str,
+        record: _Recorded,
+        decision: Decision,
+        reasons: list[str],
+        decided_at: float,
+        late: bool,
+        request_id: str | None,
+    ) -> str | None:
+        """Decide the undecided item ``window_id`` and enqueue its event (the caller runs
+        this in a savepoint); :class:`_NotUndecidedError` (nothing written) when no undecided
+        item has that id."""
         request_id = request_id or record.request_id
         event_id = None
         payload = b""
@@ -456,9 +518,9 @@ class Journal:
                 late=late,
             )
             payload = seal(event, self.identity.key)
-        self._conn.execute(
+        cur = self._conn.execute(
             "UPDATE items SET decision = ?, reasons = ?, decided_at = ?, late = ?,"
-            " event_id = ?, request_id = ? WHERE seq = ?",
+            " event_id = ?, request_id = ? WHERE window_id = ? AND decision IS NULL",
             (
                 decision.value,
                 json.dumps(reasons),
@@ -466,18 +528,24 @@ class Journal:
                 int(late),
                 event_id,
                 request_id,
-                record.seq,
+                window_id,
             ),
         )
+        if cur.rowcount != 1:
+            raise _NotUndecidedError(window_id)
         if event_id is not None:
             outbox.enqueue(self._conn, event_id, self._topic, payload, decided_at)
+            if self._backlog_bound is not None:
+                self._backlog_bound += 1
         return event_id
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Group commit: every write inside is one transaction, made durable by one commit
-        at the end (one fsync for many items). Each write still succeeds or fails alone
-        (a savepoint); the caller must not act on what it wrote before the block exits.
+        at the end (one fsync for many items), begun at the first write (a batch that
+        writes nothing commits nothing). Each write still succeeds or fails alone (one
+        statement, or a savepoint); the caller must not act on what it wrote before the block
+        exits.
         Raises :class:`JournalError` when the final commit fails (nothing inside is kept).
         """
         if self._batch_depth:
@@ -487,8 +555,7 @@ class Journal:
             finally:
                 self._batch_depth -= 1
             return
-        _call(lambda: self._conn.execute("BEGIN IMMEDIATE"), self.path)
-        self._batch_depth = 1
+        self._batch_depth, self._batch_begun = 1, False
         try:
             yield
         except BaseException:
@@ -497,6 +564,8 @@ class Journal:
                 self._conn.execute("ROLLBACK")
             raise
         self._batch_depth = 0
+        if not self._batch_begun:
+            return  # nothing written: nothing to commit
         try:
             _call(lambda: self._conn.execute("COMMIT"), self.path)
         except JournalError:
@@ -504,9 +573,17 @@ class Journal:
                 self._conn.execute("ROLLBACK")
             raise
 
-    def _transaction(self, work: Callable[[], T]) -> T:
+    def _transaction(self, work: Callable[[], T], *, atomic: bool = False) -> T:
+        """Run ``work`` as one transaction, or inside the open :meth:`batch`: as it is if
+        ``atomic`` (it makes at most one write, a statement SQLite undoes alone when it
+        fails), else in a savepoint."""
         if self._batch_depth:
-            return _call(lambda: self._savepoint(work), self.path)
+            if not self._batch_begun:
+                _call(lambda: self._conn.execute("BEGIN IMMEDIATE"), self.path)
+                self._batch_begun = True
+            elif not self._conn.in_transaction:  # SQLite rolled it all back (disk full, I/O)
+                raise JournalError(f"{self.path}: this batch was rolled back; nothing is kept")
+            return _call(work if atomic else lambda: self._savepoint(work), self.path)
 
         def run() -> T:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -532,6 +609,23 @@ class Journal:
             raise
         self._conn.execute("RELEASE journal_write")
         return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """What :meth:`Journal.record_item` wrote that the decision's gate event needs."""
+
+    item: CanonicalItemId | None
+    seller: str | None
+    scanned_at: float
+    request_id: str | None
+
+
+_RECORDED_MAX: Final = 100_000
+
+
+class _NotUndecidedError(Exception):
+    """No undecided item has this window id (unknown, decided, or its record rolled back)."""
 
 
 def _prepare(conn: sqlite3.Connection, durability: Durability) -> None:

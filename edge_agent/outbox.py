@@ -8,7 +8,9 @@ is sealed once, at enqueue time: every resend carries the same bytes, hence the 
 :class:`Outbox` publishes the entries in ``seq`` order at QoS 1 on a connection of its own
 (a backlog replay never delays verification requests), at most ``window`` unacknowledged at
 a time, and deletes an entry only when the broker acknowledges it (``on_publish`` with its
-mid). When the connection drops, every unacknowledged entry is published again, oldest
+mid; deletions are grouped, at most ``window`` entries or ``poll_s`` late, so the
+publisher commits rarely and the agent's connection keeps its page cache). When the
+connection drops, every unacknowledged entry is published again, oldest
 first, on the next connection (with exponential backoff between attempts), and after a
 restart everything left in the table is. Nothing is ever dropped: a broker that refuses an
 entry (MQTT 5 failure reason code) keeps it first in line, retried after a backoff.
@@ -125,7 +127,7 @@ class OutboxCounters:
     queued: int
     """Entries in the table, not yet acknowledged (as of the last look at the table)."""
     sent: int
-    """Entries the broker acknowledged (and that were deleted)."""
+    """Entries the broker acknowledged (deleted from the table soon after)."""
     resent: int
     """Publications of an entry already published before by this process."""
     failed: int
@@ -176,7 +178,9 @@ class Outbox:
         # Pump-thread state:
         self._client: mqtt.Client | None = None
         self._inflight: dict[int, int] = {}  # mid -> seq, this connection only
-        self._acked: list[int] = []  # mids acknowledged, not yet deleted
+        self._acked: list[int] = []  # mids acknowledged, not yet settled
+        self._to_delete: list[int] = []  # seqs acknowledged, not yet deleted
+        self._to_delete_since = 0.0
         self._refused: list[int] = []  # mids the broker refused
         self._last_seq = 0  # highest seq published on this connection
         self._published: set[int] = set()  # seqs published at least once by this process
@@ -274,6 +278,8 @@ class Outbox:
         finally:
             self._drop_connection(clean=True)
             if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._delete_acked(conn)
                 conn.close()
 
     def _open_db(self) -> sqlite3.Connection:
@@ -291,6 +297,7 @@ class Outbox:
                 self._wake.wait(self._poll_s)
                 self._wake.clear()
                 return
+            self._delete_acked(conn)  # the new connection replays what is left
             client = self._connect()
         rc = client.loop(timeout=self._poll_s)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not client.is_connected():
@@ -351,24 +358,38 @@ class Outbox:
     def _settle(self, conn: sqlite3.Connection) -> None:
         """Delete acknowledged entries; a refusal drops the connection to replay in order."""
         if self._acked:
-            seqs = [self._inflight.pop(mid) for mid in self._acked if mid in self._inflight]
+            if not self._to_delete:
+                self._to_delete_since = time.monotonic()
+            acked = [self._inflight.pop(m) for m in self._acked if m in self._inflight]
             self._acked.clear()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                delete(conn, seqs)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            self._published.difference_update(seqs)
+            self._to_delete += acked
             with self._lock:
-                self._sent += len(seqs)
+                self._sent += len(acked)
+        if len(self._to_delete) >= self.window or (
+            self._to_delete and time.monotonic() - self._to_delete_since >= self._poll_s
+        ):
+            self._delete_acked(conn)
         if self._refused:
             refused = [self._inflight.get(mid) for mid in self._refused]
             self._refused.clear()
             self._lost(f"broker refused entries {refused}")
         self._refresh_queued(conn)
+
+    def _delete_acked(self, conn: sqlite3.Connection) -> None:
+        """Delete the entries the broker acknowledged (one transaction)."""
+        seqs = self._to_delete
+        if not seqs:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            delete(conn, seqs)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._to_delete = []
+        self._published.difference_update(seqs)
 
     def _fill(self, conn: sqlite3.Connection, client: mqtt.Client) -> None:
         room = self.window - len(self._inflight)
@@ -387,7 +408,7 @@ class Outbox:
             self._published.add(entry.seq)
 
     def _refresh_queued(self, conn: sqlite3.Connection) -> None:
-        queued = backlog(conn)
+        queued = backlog(conn) - len(self._to_delete)
         with self._lock:
             self._queued = queued
             self._looks += 1

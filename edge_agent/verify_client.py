@@ -1,10 +1,15 @@
 """The gate agent's verification client: items in, authenticated verdicts out, over MQTT.
 
 One paho client (TCP_NODELAY) subscribed to the gate's verdict topic. :meth:`VerifyClient.submit`
-queues an item and returns a :class:`~concurrent.futures.Future` of its
-:class:`~edge_agent.decision.VerifyOutcome`. A sender thread sends a ``verify_request`` for
-a lone item, a ``verify_batch_request`` when several are waiting (at most ``batch_max``
-items, an item waiting at most ``batch_wait_s`` for company). Every reply is checked with a
+(:meth:`VerifyClient.submit_all` for several) queues items and returns a
+:class:`~concurrent.futures.Future` of each one's
+:class:`~edge_agent.decision.VerifyOutcome`. A ``verify_request`` goes out for a lone item,
+a ``verify_batch_request`` when several are waiting (at most ``batch_max`` items, an item
+waiting at most ``batch_wait_s`` for company). A full batch, or with ``batch_wait_s`` 0
+what was submitted together, is sent from the submitting thread; a sender thread sends the
+batches whose wait is over and expires deadlines (it is woken only when its next wake-up
+moves earlier), unless the owner's loop does that itself (:meth:`VerifyClient.pump`: the
+gate agent, so that an item crosses no thread on its way out). Every reply is checked with a
 :class:`~gatewire.auth.VerdictVerifier` (authentic, bound to its request id and MAC, first
 of its kind, fresh); refused replies are counted and ignored.
 
@@ -21,6 +26,8 @@ on the same connection.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
 import threading
@@ -104,6 +111,8 @@ class _Slot:
     deadline: float
     queued_at: float
     future: Future[VerifyOutcome] = field(default_factory=Future)
+    resolved: bool = False  # under the client's lock (cheaper than asking the future)
+    request_id: str = ""  # once sent
 
 
 class VerifyClient:
@@ -123,8 +132,11 @@ class VerifyClient:
         keepalive_s: int = 15,
         reconnect_s: tuple[int, int] = (1, 8),
         client_id: str | None = None,
+        qos: int = 1,
     ) -> None:
+        """``qos``: of the requests and of the verdict subscription."""
         self.topics = GateTopics(site, gate)
+        self.qos = qos
         self.batch_max, self.batch_wait_s = batch_max, batch_wait_s
         self.default_timeout_s = default_timeout_s
         self._address = BrokerAddress.from_url(url)
@@ -133,9 +145,12 @@ class VerifyClient:
         self._lock = threading.Condition()
         self._queue: deque[_Slot] = deque()
         self._requests: dict[str, list[_Slot]] = {}
+        self._deadlines: list[tuple[float, int, _Slot]] = []  # heap of sent slots
+        self._pushed = itertools.count()
         self._counters: Counter[str] = Counter()
         self._connected = False
         self._closing = False
+        self._sender_wake_at = -math.inf  # when the sleeping sender thread wakes (-inf: awake)
         self._subscribed = threading.Event()
         self._client = make_client(client_id or f"provgate-gate-{site}-{gate}")
         self._client.reconnect_delay_set(*reconnect_s)
@@ -149,6 +164,8 @@ class VerifyClient:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self._sender = threading.Thread(target=self._run, name=f"verify-{gate}", daemon=True)
+        self.pumped = False
+        """True: the owner calls :meth:`pump` (set before :meth:`start`; no sender thread)."""
 
     @classmethod
     def from_profile(cls, profile: GateProfile, key: bytes) -> VerifyClient:
@@ -176,7 +193,8 @@ class VerifyClient:
             self._client.username_pw_set(self._address.username, self._address.password)
         self._client.connect_async(self._address.host, self._address.port, self._keepalive)
         self._client.loop_start()
-        self._sender.start()
+        if not self.pumped:
+            self._sender.start()
         return self._subscribed.wait(wait_s)
 
     def close(self) -> None:
@@ -222,17 +240,51 @@ class VerifyClient:
         """Queue one item; its future resolves with the gateway's answer, or TIMEOUT at
         ``deadline`` (``time.monotonic()``; default: now + ``default_timeout_s``), or
         OFFLINE as soon as the connection is missing."""
+        return self.submit_all([(facts, deadline)])[0]
+
+    def submit_all(
+        self, items: Sequence[tuple[VerifyItem, float | None]]
+    ) -> list[Future[VerifyOutcome]]:
+        """:meth:`submit` for several items at once (they may share a request)."""
         now = time.monotonic()
-        slot = _Slot(facts, now + self.default_timeout_s if deadline is None else deadline, now)
+        timeout = self.default_timeout_s
+        slots = [_Slot(f, now + timeout if d is None else d, now) for f, d in items]
+        batches: list[list[_Slot]] = []
         with self._lock:
             if not self._connected or self._closing:
-                self._resolve(slot, VerifyOutcome(VerifyStatus.OFFLINE, detail="not connected"))
-                return slot.future
-            self._queue.append(slot)
-            self._lock.notify_all()
-        return slot.future
+                for slot in slots:
+                    outcome = VerifyOutcome(VerifyStatus.OFFLINE, detail="not connected")
+                    self._resolve(slot, outcome)
+                return [slot.future for slot in slots]
+            self._queue.extend(slots)
+            queue, size = self._queue, self.batch_max
+            while len(queue) >= size or (queue and self.batch_wait_s <= 0):
+                batches.append([queue.popleft() for _ in range(min(size, len(queue)))])
+            if queue:
+                self._wake_sender_by(queue[0].queued_at + self.batch_wait_s)
+        for batch in batches:  # on this thread: no hand-over to the sender thread
+            self._send(batch)
+        return [slot.future for slot in slots]
 
     # --- sender thread ------------------------------------------------------------------
+
+    def pump(self) -> float:
+        """Expire the deadlines that passed and send the batches whose wait is over; the
+        seconds until it must be called again (``inf``: not before the next submit).
+
+        For an owner whose own loop calls this after each submit and when that time comes
+        (the gate agent): set :attr:`pumped` before :meth:`start` and no sender thread runs.
+        """
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._expire(now)
+                wait = self._next_wake(now)
+                if not self._queue or (wait > 0 and len(self._queue) < self.batch_max):
+                    return wait
+                size = min(len(self._queue), self.batch_max)
+                batch = [self._queue.popleft() for _ in range(size)]
+            self._send(batch)  # outside the lock: paho's thread needs it for replies
 
     def _run(self) -> None:
         while True:
@@ -243,7 +295,10 @@ class VerifyClient:
                 self._expire(now)
                 wait = self._next_wake(now)
                 if not self._queue or (wait > 0 and len(self._queue) < self.batch_max):
-                    self._lock.wait(None if wait == math.inf else max(wait, 0.0005))
+                    wait = max(wait, 0.0005)
+                    self._sender_wake_at = now + wait
+                    self._lock.wait(None if wait == math.inf else wait)
+                    self._sender_wake_at = -math.inf  # awake: it looks at everything
                     continue
                 size = min(len(self._queue), self.batch_max)
                 batch = [self._queue.popleft() for _ in range(size)]
@@ -254,10 +309,11 @@ class VerifyClient:
         wake = math.inf
         if self._queue:
             wake = self._queue[0].queued_at + self.batch_wait_s - now
-        for slots in self._requests.values():
-            for slot in slots:
-                if not slot.future.done():
-                    wake = min(wake, slot.deadline - now)
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][2].resolved:
+            heapq.heappop(deadlines)
+        if deadlines:
+            wake = min(wake, deadlines[0][0] - now)
         return wake
 
     def _send(self, batch: Sequence[_Slot]) -> None:
@@ -279,22 +335,28 @@ class VerifyClient:
             return
         with self._lock:
             self._requests[request.id] = list(batch)
+            for slot in batch:
+                slot.request_id = request.id
+                heapq.heappush(self._deadlines, (slot.deadline, next(self._pushed), slot))
+            self._wake_sender_by(min(s.deadline for s in batch))  # it expires them
             if not self._connected:  # lost while the batch was being built
                 self._finish(request.id, VerifyStatus.OFFLINE, "not connected")
                 return
             self._counters["sent"] += 1
             self._counters["items_sent"] += len(batch)
-        info = self._client.publish(self.topics.verify_request, payload, qos=1)
+        info = self._client.publish(self.topics.verify_request, payload, qos=self.qos)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             with self._lock:
                 self._finish(request.id, VerifyStatus.OFFLINE, f"publish failed: rc {info.rc}")
 
     def _expire(self, now: float) -> None:
-        for request_id, slots in list(self._requests.items()):
-            for slot in slots:
-                if not slot.future.done() and now >= slot.deadline:
-                    self._resolve(slot, VerifyOutcome(VerifyStatus.TIMEOUT, request_id=request_id))
-            self._drop_if_done(request_id)
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, _, slot = heapq.heappop(deadlines)
+            if not slot.resolved:
+                request_id = slot.request_id
+                self._resolve(slot, VerifyOutcome(VerifyStatus.TIMEOUT, request_id=request_id))
+                self._drop_if_done(request_id)
         for slot in [s for s in self._queue if now >= s.deadline]:
             self._queue.remove(slot)
             self._resolve(slot, VerifyOutcome(VerifyStatus.TIMEOUT))
@@ -305,7 +367,7 @@ class VerifyClient:
         if rc.is_failure:
             log.warning("verify client: connection refused: %s", rc)
             return
-        client.subscribe(self.topics.verdict, qos=1)
+        client.subscribe(self.topics.verdict, qos=self.qos)
         online = availability_payload(self.topics.site, self.topics.gate, online=True)
         client.publish(self.topics.status, online, qos=1, retain=True)
         callback = self.on_connected
@@ -367,9 +429,16 @@ class VerifyClient:
 
     # --- bookkeeping (under the lock) ---------------------------------------------------
 
+    def _wake_sender_by(self, when: float) -> None:
+        """Wake the sender thread if it sleeps past ``when`` (monotonic)."""
+        if when < self._sender_wake_at:
+            self._sender_wake_at = -math.inf
+            self._lock.notify_all()
+
     def _resolve(self, slot: _Slot, outcome: VerifyOutcome) -> None:
-        if slot.future.done():
+        if slot.resolved:
             return
+        slot.resolved = True
         self._counters[_COUNTER[outcome.status]] += 1
         slot.future.set_result(outcome)
 
@@ -384,7 +453,7 @@ class VerifyClient:
 
     def _drop_if_done(self, request_id: str) -> None:
         slots = self._requests.get(request_id)
-        if slots is not None and all(s.future.done() for s in slots):
+        if slots is not None and all(s.resolved for s in slots):
             del self._requests[request_id]
             self._verifier.forget(request_id)
 

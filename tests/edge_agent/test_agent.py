@@ -5,6 +5,7 @@ every item is journaled with one gate event each."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -19,7 +20,7 @@ import pytest
 from edge_agent.agent import DECISION_LATE, AgentTiming, GateAgent
 from edge_agent.assembly import AssemblySettings, ItemAssembler, SourceRead
 from edge_agent.decision import VerifyStatus
-from edge_agent.journal import GateIdentity, Journal
+from edge_agent.journal import GateIdentity, Journal, JournalError
 from edge_agent.outbox import Outbox
 from edge_agent.profile import DecisionPolicy, GateProfile, TriggerMode
 from edge_agent.verify_client import VerifyClient
@@ -372,6 +373,9 @@ def test_from_profile_builds_a_working_agent_with_the_belt_timing(
         agent.on_read(SourceRead(ReadSource.BARCODE, epc(KNOWN[0]), enter.ts + 0.01))
         assert agent.wait_idle(5)
         assert io.wait_actuations(1, 3), "no gateway: held, and diverted"
+        # the agent's loop drives its verify client: no sender thread, yet the item expired
+        assert not [t for t in threading.enumerate() if t.name == f"verify-{GATE}"]
+        assert agent.verify.counters()["timeouts"] == 1
     finally:
         unsubscribe()
         agent.stop()
@@ -380,3 +384,27 @@ def test_from_profile_builds_a_working_agent_with_the_belt_timing(
     (pulse,) = io.diverter_pulses()
     assert enter.ts + 0.45 <= pulse.ts < enter.ts + 0.55
     assert agent.counters()["held"] == 1
+
+
+def test_an_item_whose_journal_batch_was_not_committed_is_held_and_not_asked(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_batch = Journal.batch
+    failed: list[bool] = []
+
+    @contextlib.contextmanager
+    def batch_failing_once(journal: Journal) -> Iterator[None]:
+        with real_batch(journal):
+            yield
+            wrote = journal.uncommitted
+        if wrote and not failed:  # the commit of the item's record "failed"
+            failed.append(True)
+            raise JournalError("disk I/O error")
+
+    monkeypatch.setattr(Journal, "batch", batch_failing_once)
+    rig = make_rig(mosquitto.url)  # nobody answers: an asked item would time out
+    rig.item(epc(KNOWN[0]))
+    settle(rig, pulses=1)  # held, so diverted
+    assert failed
+    assert rig.agent.verify.counters().get("sent", 0) == 0, "not asked about"
+    assert rig.agent.counters()["held"] == 1

@@ -130,6 +130,52 @@ def test_a_batch_commits_all_its_writes_at_once(journal: Journal, journal_path: 
     assert journal.counts().items == 3
 
 
+def test_a_batch_that_writes_nothing_takes_no_lock_and_commits_nothing(
+    journal: Journal, journal_path: Path
+) -> None:
+    with journal.batch():
+        assert not journal.uncommitted
+        with closing(sqlite3.connect(journal_path, timeout=0.1)) as other:
+            other.execute("INSERT INTO meta (key, value) VALUES ('probe', '1')")  # not locked
+            other.commit()
+        record(journal, 0)
+        assert journal.uncommitted
+    assert not journal.uncommitted
+
+
+def test_a_decision_of_an_item_whose_batch_was_rolled_back_is_refused(
+    journal: Journal, journal_path: Path
+) -> None:
+    def fail_after_recording() -> None:
+        with journal.batch():
+            record(journal, 1, decide=False)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fail_after_recording()
+    with pytest.raises(UnknownItemError):
+        journal.record_decision("w1", Decision.PASS, [], decided_at=1.0)
+    assert outbox_rows(journal_path) == []
+
+
+def test_the_outbox_is_counted_only_when_it_could_be_full(journal_path: Path) -> None:
+    with Journal.open(journal_path, IDENTITY, max_backlog=4) as journal:
+        counts: list[str] = []
+        journal._conn.set_trace_callback(
+            lambda sql: counts.append(sql) if "count(*) FROM outbox" in sql else None
+        )
+        for n in range(4):
+            record(journal, n)  # 4 events: the first count saw 0, then up to 3 enqueued
+        assert len(counts) == 1
+        with pytest.raises(OutboxFullError):
+            record(journal, 4, decide=False)  # could be full now: counted, and it is
+        assert len(counts) == 2
+        journal._conn.execute("DELETE FROM outbox")  # the publisher drained it
+        record(journal, 5)
+        record(journal, 6)
+        assert len(counts) == 3  # counted once (it was at the limit), then not again
+
+
 def test_a_failing_write_in_a_batch_is_undone_alone(journal: Journal, journal_path: Path) -> None:
     with journal.batch():
         record(journal, 0)
@@ -232,6 +278,25 @@ def test_full_disk_fails_whole_transactions_and_loses_no_event(
     decided = counts.items - counts.undecided
     assert counts.outbox == decided  # every decision has its event, and only those
     assert counts.undecided <= 1
+
+
+def test_a_full_disk_inside_a_batch_fails_the_batch_and_writes_nothing_alone(
+    journal: Journal, journal_path: Path
+) -> None:
+    pages = journal._conn.execute("PRAGMA page_count").fetchone()[0]
+    journal._conn.execute(f"PRAGMA max_page_count = {pages + 3}")
+    failures = 0
+    with pytest.raises(JournalError), journal.batch():  # noqa: PT012
+        for n in range(10_000):
+            try:
+                record(journal, n)
+            except JournalError:
+                failures += 1
+                if failures > 3:
+                    break
+    counts = journal.counts()
+    assert counts.items == counts.outbox + counts.undecided  # every decision has its event
+    assert counts.items == 0  # nothing of the failed batch was committed on its own
 
 
 def test_newer_schema_is_refused(journal_path: Path) -> None:

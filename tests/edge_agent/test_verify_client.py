@@ -3,6 +3,7 @@ count, and a missing gateway or broker always ends in HOLD, never PASS."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -115,9 +116,10 @@ def make_verify_client(
 ) -> Iterator[Callable[..., VerifyClient]]:
     clients: list[VerifyClient] = []
 
-    def make(url: str, **options: object) -> VerifyClient:
+    def make(url: str, *, pumped: bool = False, **options: object) -> VerifyClient:
         key = derive_gate_key(SITE_SECRET, site, GATE)
         client = VerifyClient(url, site, GATE, key, **options)  # type: ignore[arg-type]
+        client.pumped = pumped
         clients.append(client)
         assert client.start(5)
         return client
@@ -216,6 +218,54 @@ def test_items_waiting_together_go_in_one_batch_and_answers_match_items(
     assert [i.item.serial for i in request.items] == serials
     assert all(i.vision_verdict is VisionVerdict.GENUINE for i in request.items)
     assert client.counters()["sent"] == 1
+
+
+def test_items_submitted_together_without_a_wait_go_in_one_request_at_once(
+    mosquitto: MosquittoBroker,
+    responder: Responder,
+    make_verify_client: Callable[..., VerifyClient],
+) -> None:
+    client = make_verify_client(mosquitto.url, batch_max=8, batch_wait_s=0.0)
+    serials = ["P1", "R2", "H3"]
+    futures = client.submit_all([(facts(s), time.monotonic() + 5) for s in serials])
+    assert client.counters()["sent"] == 1  # sent on this thread, before submit_all returned
+    assert [result(f).decision for f in futures] == [expected(s) for s in serials]
+    (request,) = responder.requests
+    assert isinstance(request, VerifyBatchRequest)
+    assert [i.item.serial for i in request.items] == serials
+
+
+def test_an_unanswered_request_sent_on_the_callers_thread_times_out_at_its_deadline(
+    mosquitto: MosquittoBroker, make_verify_client: Callable[..., VerifyClient]
+) -> None:
+    client = make_verify_client(mosquitto.url)  # nobody answers
+    start = time.monotonic()
+    late = client.submit(facts("P1"), deadline=start + 5)  # the sender sleeps till then…
+    early = client.submit(facts("P2"), deadline=start + 0.2)  # …and must wake for this one
+    outcome = result(early)
+    assert outcome.status is VerifyStatus.TIMEOUT
+    assert time.monotonic() - start < 1.0
+    assert not late.done()
+
+
+def test_a_pumped_client_sends_and_expires_only_when_its_owner_pumps(
+    mosquitto: MosquittoBroker,
+    responder: Responder,
+    make_verify_client: Callable[..., VerifyClient],
+) -> None:
+    client = make_verify_client(mosquitto.url, pumped=True, batch_wait_s=0.1)
+    start = time.monotonic()
+    answered = client.submit(facts("P1"), deadline=start + 5)
+    unanswered = client.submit(facts("P2"), deadline=start + 0.05)
+    assert 0 < client.pump() <= 0.1  # both wait for company
+    time.sleep(0.15)
+    assert client.counters().get("sent", 0) == 0  # no thread of its own sent them
+    assert not unanswered.done()  # …nor expired the one past its deadline
+    assert client.pump() > 0  # sends the batch, expires P2
+    assert result(unanswered).status is VerifyStatus.TIMEOUT
+    assert result(answered).decision is Decision.PASS
+    assert client.counters()["sent"] == 1
+    assert client.pump() == math.inf  # nothing left to do
 
 
 def test_batches_are_split_at_batch_max(
