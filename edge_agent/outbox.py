@@ -16,9 +16,11 @@ restart everything left in the table is. Nothing is ever dropped: a broker that 
 entry (MQTT 5 failure reason code) keeps it first in line, retried after a backoff.
 
 A broker acknowledgement means the broker has the event, not that the gateway recorded it:
-the protocol has no event acknowledgement, so end-to-end delivery also needs the gateway on
-a persistent session and a broker with persistence (or the outbox paused while the gateway
-is announced offline, :meth:`Outbox.pause`).
+the protocol has no event acknowledgement. A gate therefore runs its outbox paused until the
+gateway's retained availability says online, and pauses it when that says offline (last will
+or clean stop): :func:`edge_agent.runner.build_gate` wires this. What remains is the window
+between a gateway crash and its last will (up to 1.5 × its keepalive); closing it needs the
+gateway on a persistent session and a broker with persistence.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from edge_agent.agent import GateAgent
 from edge_agent.outbox import Outbox
 from edge_agent.presence import CounterSource, HealthSource, Presence
 from edge_agent.profile import GateProfile
+from edge_agent.verify_client import VerifyClient
 from edge_agent.vision.checker import LabelChecker
 from edge_agent.vision.worker import VisionWorker
 from hardware.barcode.driver import SerialScanner
@@ -113,6 +114,7 @@ def build_gate(
         f"provgate-{gate.site}-{gate.id}-outbox",
     )
     agent = GateAgent.from_profile(profile, key=key, gate_io=device, vision=vision, outbox=outbox)
+    _follow_gateway(agent.verify, outbox)
     run = GateRun(profile, agent, device, outbox, vision)
     devices = profile.devices
     if devices.scanner is not None:
@@ -160,6 +162,22 @@ def _outbox_counters(outbox: Outbox) -> dict[str, int]:
 def _vision_counters(vision: VisionWorker) -> dict[str, int]:
     s = vision.stats
     return {"submitted": s.submitted, "completed": s.completed, "busy": s.busy, "queued": s.queued}
+
+
+def _follow_gateway(verify: VerifyClient, outbox: Outbox) -> None:
+    """Gate events go out only while the gateway says it is online: an event the broker
+    acknowledged while no gateway was subscribed would be lost, so the outbox waits (paused)
+    until the gateway's retained availability says online, and pauses when its last will
+    or a clean stop says offline. The events stay in the journal meanwhile."""
+    outbox.pause()
+
+    def follow(online: bool) -> None:
+        if online:
+            outbox.resume()
+        else:
+            outbox.pause()
+
+    verify.on_gateway_status = follow
 
 
 def _quietly(stop: Callable[[], object], what: object) -> None:

@@ -49,6 +49,7 @@ from edge_agent.vision.checker import VisionResult
 from gatewire.auth import Accepted, VerdictVerifier
 from gatewire.item import CanonicalItemId
 from gatewire.messages import (
+    Availability,
     BatchItem,
     ErrorReply,
     ItemResult,
@@ -56,6 +57,7 @@ from gatewire.messages import (
     Verdict,
     VerifyBatchRequest,
     VerifyRequest,
+    decode,
 )
 from gatewire.mqtt import BrokerAddress, make_client
 from gatewire.topics import GateTopics
@@ -159,6 +161,11 @@ class VerifyClient:
         )
         self.on_connected: Callable[[], None] | None = None
         """Called (on paho's thread, keep it quick) after each (re)connect's ``online: true``."""
+        self.on_gateway_status: Callable[[bool], None] | None = None
+        """Called (on paho's thread) with the gateway's retained availability as it changes:
+        True online, False offline (its last will or a clean stop). Advisory only."""
+        self.gateway_online: bool | None = None
+        """The gateway's last announced availability; None until one was seen."""
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
@@ -367,7 +374,7 @@ class VerifyClient:
         if rc.is_failure:
             log.warning("verify client: connection refused: %s", rc)
             return
-        client.subscribe(self.topics.verdict, qos=self.qos)
+        client.subscribe([(self.topics.verdict, self.qos), (self.topics.gateway_status, 1)])
         online = availability_payload(self.topics.site, self.topics.gate, online=True)
         client.publish(self.topics.status, online, qos=1, retain=True)
         callback = self.on_connected
@@ -392,7 +399,28 @@ class VerifyClient:
             self._subscribed.clear()
         self._fail_all(VerifyStatus.OFFLINE, f"disconnected: {rc}")
 
+    def _on_gateway_status(self, payload: bytes) -> None:
+        """The gateway's availability (unauthenticated: it can pause event delivery, never
+        make an item pass); a malformed one is counted and ignored."""
+        message = decode(payload)
+        if not isinstance(message, Availability) or message.who != "gateway":
+            with self._lock:
+                self._counters["gateway_status.bad"] += 1
+            return
+        if message.online != self.gateway_online:
+            log.info("verify client: gateway %s", "online" if message.online else "offline")
+        self.gateway_online = message.online
+        callback = self.on_gateway_status
+        if callback is not None:
+            try:
+                callback(message.online)
+            except Exception:
+                log.exception("verify client: on_gateway_status callback failed")
+
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self.topics.gateway_status:
+            self._on_gateway_status(bytes(msg.payload))
+            return
         result = self._verifier.accept_payload(bytes(msg.payload))
         with self._lock:
             if not isinstance(result, Accepted):
