@@ -11,9 +11,9 @@ plays the drivers at a fixed offered rate: per item a photo-eye edge
 parse them, and one camera frame.
 
 Labels are rendered before timing, with the ledger, by a child process (about 15 ms each,
-too slow to render one per item): a pool of 64, as many frames as the agent keeps, so the
+too slow to render one per item): a pool as large as the frames the agent keeps, so the
 pool is the frame memory a camera-fed agent holds. Item ``k`` is commissioned item
-``k % 64``: its barcode, RFID tag and label DataMatrix all name it. So that the gateway does
+``k % POOL``: its barcode, RFID tag and label DataMatrix all name it. So that the gateway does
 not see the same items received again and again (and rightly refuse them as copies), the
 outbox sends the gate events to a second mosquitto that nobody reads: the agent's outbox
 work is unchanged, the ledger's state is not.
@@ -62,7 +62,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.report import Figure, percentile, print_figures
-from edge_agent.agent import GateAgent
+from edge_agent.agent import _FRAMES_KEPT, GateAgent
 from edge_agent.outbox import Outbox
 from edge_agent.profile import GateProfile, parse_gate_profile
 from edge_agent.vision.checker import LabelChecker
@@ -94,7 +94,7 @@ DEMO_SECONDS: Final = float(os.environ.get("PROVGATE_BENCH_AGENT_DEMO", "0") or 
 TARGET_RATE: Final = 200.0
 TARGET_IN_TIME: Final = 0.999
 TARGET_RSS_MB: Final = 150.0
-POOL: Final = 64  # frames the agent keeps (edge_agent.agent._FRAMES_KEPT)
+POOL: Final = _FRAMES_KEPT  # as many frames as the agent keeps: the camera memory it holds
 LEDGER_ITEMS: Final = 10_000
 WARMUP_RATE, WARMUP_S = 100.0, 1.0
 STEADY_AFTER_S: Final = 1.0  # decided items/s counts from this long after a rate starts
