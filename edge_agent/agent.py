@@ -13,10 +13,12 @@ has frames) → journal the item → :meth:`VerifyClient.submit` with the deadli
 ``trigger + profile.deadline_s`` (items without an ID are not asked) → :func:`fuse` →
 journal the decision (durable, with its gate event, before acting) → notify the outbox →
 REJECT and HOLD fire the diverter when the item reaches it, ``trigger + travel - actuation
-time`` (never when the verdict arrives) → journal the actuation. A decision made after that
-moment is journaled late as HOLD with reason ``decision.late`` and the amber lamp blinks
-(the item has passed the diverter: pull it by hand). On start, items a crashed run left
-undecided are held (:meth:`Journal.hold_undecided`).
+time`` at the belt's top speed, or with an encoder by belt travel (:mod:`edge_agent.belt`;
+never when the verdict arrives) → journal the actuation. A decision made after that
+moment (by travel, with an encoder) is journaled late as HOLD with reason
+``decision.late`` and the amber lamp blinks (the item has passed the diverter: pull it by
+hand). On start, items a crashed run left undecided are held
+(:meth:`Journal.hold_undecided`).
 
 Group commit: the thread handles every message waiting in its queue as one journal batch
 (:meth:`Journal.batch`, one fsync), and only after that commit asks the gateway (the items
@@ -47,6 +49,7 @@ from edge_agent.assembly import (
     ItemAssembler,
     SourceRead,
 )
+from edge_agent.belt import BeltGeometry, BeltScheduler, DiverterTiming
 from edge_agent.decision import FusedDecision, VerifyOutcome, fuse
 from edge_agent.journal import GateIdentity, Journal, JournalError
 from edge_agent.profile import DecisionPolicy, GateProfile, TriggerMode
@@ -76,6 +79,7 @@ _IDLE_TICK_S: Final = 0.05  # wake-up while windows are open but no close time i
 _FRAMES_KEPT: Final = 24
 """Frames kept for windows still open: 60 ms of two frames per item at 200 items/s (a
 640×480 frame is ~0.9 MB, so this bounds the agent's image memory to ~22 MB)."""
+_FIRE_LAG_WARN_S: Final = 0.01  # a diverter shot this late past its moment is logged
 _BATCH_MAX: Final = 256  # messages handled per journal commit (group commit)
 
 
@@ -98,6 +102,7 @@ class AgentTiming:
 class _Item:
     assembled: AssembledItem
     trigger: float  # monotonic
+    trigger_count: int | None = None  # belt encoder count at the trigger
     vision: VisionResult | None = None
     journaled: bool = False
     extra: tuple[str, ...] = field(default_factory=tuple)
@@ -120,10 +125,13 @@ class GateAgent:
         scheduler: Scheduler | None = None,
         label_id_required: bool = False,
         camera_order: tuple[str, ...] = (),
+        belt: DiverterTiming | None = None,
     ) -> None:
         """``label_id_required``: the label check reads the label's DataMatrix, which must
         name the item for its verdict to count (see :func:`~edge_agent.decision.fuse`);
-        ``camera_order``: the cameras' names, lighting angle A first."""
+        ``camera_order``: the cameras' names, lighting angle A first; ``belt``: times the
+        diverter by belt travel (encoder) and judges lateness by it; None: at
+        ``timing.divert_s`` after the trigger."""
         self.camera_order = camera_order
         self.assembler, self.verify, self.gate_io = assembler, verify, gate_io
         self.label_id_required = label_id_required
@@ -132,6 +140,10 @@ class GateAgent:
         self._open_journal = open_journal
         self._journal: Journal | None = None
         self._scheduler = scheduler or Scheduler("agent-diverter", self._scheduler_error)
+        self.belt = belt
+        self._belt_scheduler = (
+            None if belt is None else BeltScheduler(belt, self._scheduler.call_at)
+        )
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._closes: list[float] = []  # monotonic times a window may close (heap)
         self._frames: OrderedDict[tuple[str, int], FrameInput] = OrderedDict()
@@ -184,6 +196,7 @@ class GateAgent:
             outbox=outbox,
             label_id_required=profile.vision is not None and profile.vision.decode_datamatrix,
             camera_order=tuple(c.name for c in profile.devices.cameras),
+            belt=DiverterTiming(BeltGeometry.from_settings(profile.belt), gate_io),
         )
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -223,6 +236,8 @@ class GateAgent:
 
     def on_photo_eye(self, event: PhotoEyeEvent) -> None:
         """A photo-eye edge (subscribe this to the gate I/O)."""
+        if self.belt is not None:
+            self.belt.on_photo_eye(event)  # a stuck encoder shows here
         self._put("eye", event)
 
     def on_scan(self, event: ScanEvent) -> None:
@@ -386,7 +401,8 @@ class GateAgent:
 
     def _closed(self, assembled: AssembledItem) -> None:
         trigger = assembled.trigger_ts if assembled.trigger_ts is not None else assembled.opened_at
-        item = _Item(assembled, trigger)
+        count = None if self.belt is None else self.belt.trigger_count(trigger)
+        item = _Item(assembled, trigger, count)
         self._in_flight += 1
         self._count("items")
         frames = self._frame_images(assembled.frames)
@@ -434,8 +450,14 @@ class GateAgent:
         if item.extra:
             fused = FusedDecision(Decision.HOLD, (*item.extra, *fused.reasons), fused.inspect)
         now = time.monotonic()
-        divert_at = item.trigger + self.timing.divert_s
-        late = now > divert_at
+        if self.belt is None:
+            divert_at = item.trigger + self.timing.divert_s
+            late = now > divert_at
+        else:  # by belt travel; divert_at: the soonest it may come (belt at top speed)
+            count = item.trigger_count
+            to_fire = self.belt.earliest_time_to_fire(item.trigger, now, trigger_count=count)
+            divert_at = now + to_fire
+            late = self.belt.late(item.trigger, now, trigger_count=count)
         decision, reasons = fused.decision, fused.reasons
         if late:
             decision, reasons = Decision.HOLD, (DECISION_LATE, *reasons)
@@ -459,14 +481,25 @@ class GateAgent:
             log.warning("gate agent: %s decided after it passed the diverter", a.window_id)
             self._after_commit(lambda: self.gate_io.set_light(LightColor.AMBER, LightMode.BLINK))
         elif decision is not Decision.PASS:
-            window_id, journaled = a.window_id, item.journaled
-            self._after_commit(
-                lambda: self._scheduler.call_at(divert_at, lambda: self._fire(window_id, journaled))
-            )
+            self._after_commit(lambda: self._schedule_fire(item, divert_at))
         self._in_flight -= 1
 
-    def _fire(self, window_id: str, journaled: bool) -> None:
+    def _schedule_fire(self, item: _Item, divert_at: float) -> None:
+        """Fire the diverter when the item reaches it (by the encoder with a belt timing)."""
+        window_id, journaled = item.assembled.window_id, item.journaled
+        if self._belt_scheduler is None:
+            self._scheduler.call_at(divert_at, lambda: self._fire(window_id, journaled))
+        else:
+            self._belt_scheduler.when_reached(
+                item.trigger,
+                lambda lag_s: self._fire(window_id, journaled, lag_s),
+                trigger_count=item.trigger_count,
+            )
+
+    def _fire(self, window_id: str, journaled: bool, lag_s: float = 0.0) -> None:
         """Scheduler thread: fire the diverter; the agent thread journals it."""
+        if lag_s > _FIRE_LAG_WARN_S:
+            log.warning("gate agent: diverter for %s fired %.0f ms late", window_id, lag_s * 1000)
         actuation = self.gate_io.fire_diverter()
         if not actuation.applied:
             log.error("gate agent: diverter failed for %s: %s", window_id, actuation.error)

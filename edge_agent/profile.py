@@ -45,6 +45,7 @@ from hardware.rfid.config import ThingMagicConfig
 
 __all__ = [
     "CONFIG_KEY",
+    "GPIO_MAX_PULSES_PER_S",
     "BeltSettings",
     "DecisionPolicy",
     "DeviceSettings",
@@ -62,6 +63,9 @@ __all__ = [
     "parse_gate_profile",
 ]
 
+GPIO_MAX_PULSES_PER_S: Final = 5000
+"""Encoder pulse rate above which gpiozero callbacks are not trusted to count every pulse
+(a conservative figure, not measured on a Pi)."""
 CONFIG_KEY: Final = "gate"
 """Top-level key that tells ``provgate config check`` a file is a gate profile."""
 _CONFIG = ConfigDict(extra="forbid", frozen=True)
@@ -185,12 +189,17 @@ class DeviceSettings(BaseModel):
 
 
 class EncoderSettings(BaseModel):
-    """A belt encoder (its pulses give the belt's travel)."""
+    """A belt encoder: its pulses, counted by the gate I/O (``devices.gate_io.encoder``),
+    give the belt's travel, and the diverter fires when the item has travelled to it."""
 
     model_config = _CONFIG
 
     pulses_per_m: float = Field(
-        gt=0, le=1_000_000, title="Pulses per metre", description="Encoder pulses per metre."
+        gt=0,
+        le=1_000_000,
+        title="Pulses per metre",
+        description="Encoder pulses per metre of belt travel (pulses per revolution ÷ "
+        "the circumference of the wheel or drum it turns with).",
     )
 
 
@@ -209,7 +218,8 @@ class BeltSettings(BaseModel):
     encoder: EncoderSettings | None = Field(
         default=None,
         title="Encoder",
-        description="Belt encoder, when fitted; without one the speed above is used.",
+        description="Belt encoder, when fitted (the gate I/O must count its pulses: "
+        "devices.gate_io.encoder); without one the speed above is used.",
     )
     scan_to_reject_m: float = Field(
         gt=0,
@@ -468,7 +478,38 @@ class GateProfile(BaseModel):
         if self.vision is not None and not self.devices.cameras:
             raise ValueError("vision needs a camera: add one under devices.cameras")
         self._check_timing()
+        self._check_encoder()
         return self
+
+    def _check_encoder(self) -> None:
+        belt, io = self.belt, self.devices.gate_io
+        gpio = isinstance(io, GpiozeroGateIoConfig)
+        if belt.encoder is not None and io.encoder is None:
+            if gpio:
+                add = "encoder: {pin: N} (the BCM input its pulse channel is wired to)"
+            else:
+                rate = belt.speed_m_s * belt.encoder.pulses_per_m
+                add = f"encoder: {{pulses_per_s: {rate:g}}} (belt.speed_m_s × pulses_per_m)"
+            raise ValueError(
+                "belt encoder: belt.encoder is set but the gate I/O counts no encoder pulses "
+                f"(items would be timed as if the belt ran at {belt.speed_m_s:g} m/s); add "
+                f"{add} under devices.gate_io, or remove belt.encoder"
+            )
+        if belt.encoder is None and io.encoder is not None:
+            raise ValueError(
+                "belt encoder: devices.gate_io.encoder counts pulses but belt.encoder is not "
+                "set; add belt.encoder: {pulses_per_m: N}, or remove devices.gate_io.encoder"
+            )
+        if belt.encoder is not None and gpio:
+            rate = belt.speed_m_s * belt.encoder.pulses_per_m
+            if rate > GPIO_MAX_PULSES_PER_S:
+                raise ValueError(
+                    f"belt encoder: belt.speed_m_s {belt.speed_m_s:g} × belt.encoder."
+                    f"pulses_per_m {belt.encoder.pulses_per_m:g} = {rate:g} pulses/s, more "
+                    f"than the {GPIO_MAX_PULSES_PER_S} gpiozero callbacks count reliably "
+                    "(missed pulses fire the diverter late); lower pulses_per_m (a coarser "
+                    "encoder or a divider)"
+                )
 
     def _check_timing(self) -> None:
         belt, margin_s = self.belt, self.verification.margin_ms / 1000
@@ -632,9 +673,15 @@ def _placed(problem: ConfigProblem, lines: Mapping[tuple[str, ...], int]) -> Con
     message = problem.message.removeprefix("Value error, ")
     cut = message.find(" (got ")  # the whole profile's repr: no help
     message = message if cut < 0 else message[:cut]
-    for marker, section in (("no time to", ("belt", "speed_m_s")), ("vision needs", ("vision",))):
+    for marker, section, path in (
+        ("no time to", ("belt", "speed_m_s"), "belt"),
+        ("vision needs", ("vision",), "vision"),
+        ("belt encoder", ("belt", "encoder"), "belt.encoder"),
+        ("belt encoder", ("devices", "gate_io", "encoder"), "devices.gate_io.encoder"),
+        ("belt encoder", ("devices", "gate_io"), "devices.gate_io"),
+    ):
         if marker in message and section in lines:
-            return replace(problem, line=lines[section], path=section[0], message=message)
+            return replace(problem, line=lines[section], path=path, message=message)
     return replace(problem, message=message)
 
 
@@ -649,8 +696,14 @@ def check_gate_profile_mapping(
 ) -> str:
     """``provgate config check`` for a gate profile (recognised by ``gate:``)."""
     profile = parse_gate_profile(data, source, lines, Path(source).parent)
+    encoder = profile.belt.encoder
+    timed = (
+        f"diverter timed by the belt encoder ({encoder.pulses_per_m:g} pulses/m)"
+        if encoder is not None
+        else f"diverter timed at {profile.belt.speed_m_s:g} m/s"
+    )
     return (
         f"gate profile {profile.gate.site}/{profile.gate.id} ({profile.gate.kind}), "
         f"deadline {profile.deadline_s * 1000:.0f} ms, "
-        f"verification budget {profile.verification_budget_s * 1000:.0f} ms"
+        f"verification budget {profile.verification_budget_s * 1000:.0f} ms, {timed}"
     )

@@ -8,13 +8,16 @@ drives Raspberry Pi GPIO, importing gpiozero only when built. See
 
 from hardware.gate_io.common import BaseGateIo, OutputError
 from hardware.gate_io.config import (
+    EncoderPinConfig,
     GateIoTiming,
     GpiozeroGateIoConfig,
     InputPinConfig,
     OutputPinConfig,
+    SimEncoderConfig,
     SimGateIoConfig,
     StackLightPins,
 )
+from hardware.gate_io.encoder import EncoderSource, PulseCounter, SimEncoder
 from hardware.gate_io.gpiozero_io import GpiozeroGateIo, build_gpiozero_gate_io
 from hardware.gate_io.interface import (
     Actuation,
@@ -32,6 +35,8 @@ __all__ = [
     "Actuation",
     "ActuationKind",
     "BaseGateIo",
+    "EncoderPinConfig",
+    "EncoderSource",
     "GateIo",
     "GateIoTiming",
     "GpiozeroGateIo",
@@ -44,6 +49,9 @@ __all__ = [
     "PhotoEyeEdge",
     "PhotoEyeEvent",
     "PhotoEyeListener",
+    "PulseCounter",
+    "SimEncoder",
+    "SimEncoderConfig",
     "SimGateIo",
     "SimGateIoConfig",
     "StackLightPins",

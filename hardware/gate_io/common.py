@@ -1,5 +1,6 @@
-"""What every gate I/O backend shares: debounced photo-eye events, timed diverter pulses,
-stack-light state, health, and reopening outputs that failed."""
+"""What every gate I/O backend shares: debounced photo-eye events (with the belt encoder's
+count at the edge), timed diverter pulses, stack-light state, health, and reopening
+outputs that failed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from hardware.backoff import Backoff
 from hardware.gate_io.config import GateIoTiming
 from hardware.gate_io.debounce import Debouncer
+from hardware.gate_io.encoder import EncoderSource
 from hardware.gate_io.interface import (
     Actuation,
     ActuationKind,
@@ -41,6 +43,7 @@ COUNTERS = (
     "actuation_errors",
     "open_failures",
     "callback_errors",
+    "encoder_pulses",
 )
 
 
@@ -52,7 +55,8 @@ class BaseGateIo(GateIo):
     """Gate I/O logic on top of four backend operations: open, close, drive, read input.
 
     Backends call :meth:`_input_edge` with each raw photo-eye level; everything above
-    that (debounce, item numbering, listeners, pulse timing, health) lives here.
+    that (debounce, item numbering, listeners, pulse timing, health) lives here. A backend
+    with a belt encoder sets :attr:`_encoder` before :meth:`start`.
     """
 
     def __init__(self, config: GateIoTiming, *, backoff: Backoff | None = None) -> None:
@@ -76,6 +80,7 @@ class BaseGateIo(GateIo):
         self._last_error: str | None = None
         self._reopens = 0
         self._healthy = threading.Event()
+        self._encoder: EncoderSource | None = None
 
     # -- backend operations ---------------------------------------------------------------
 
@@ -122,9 +127,10 @@ class BaseGateIo(GateIo):
     def health(self) -> DeviceHealth:
         """State and counters: photo_eye_edges, glitches, items, diverter_pulses,
         pulses_clamped, light_changes, unwired_lights, actuation_errors, open_failures,
-        callback_errors."""
+        callback_errors, encoder_pulses (0 without an encoder)."""
         counters = dict.fromkeys(COUNTERS, 0)
         counters.update(self._counters.snapshot())
+        counters["encoder_pulses"] = self.encoder_count() or 0
         counters["photo_eye_edges"] = self._debouncer.edges
         counters["glitches"] = self._debouncer.glitches
         return DeviceHealth(self.name, self._state, counters, self._last_error, self._reopens)
@@ -147,6 +153,10 @@ class BaseGateIo(GateIo):
     def item_present(self) -> bool:
         return self._debouncer.settled
 
+    def encoder_count(self, at: float | None = None) -> int | None:
+        encoder = self._encoder
+        return None if encoder is None else encoder.count_at(at)
+
     def _input_edge(self, present: bool, ts: float | None = None) -> None:
         """A raw photo-eye level ('item present' or not) seen at ``ts`` (default: now)."""
         self._debouncer.feed(present, time.monotonic() if ts is None else ts)
@@ -156,16 +166,17 @@ class BaseGateIo(GateIo):
 
     def _emit(self, edge: PhotoEyeEdge, ts: float) -> PhotoEyeEvent:
         wall_ts = time.time() - (time.monotonic() - ts)
+        count = self.encoder_count(ts)
         with self._lock:
             if edge is PhotoEyeEdge.ENTER:
                 self._items += 1
                 self._entered_at = ts
                 self._counters.add("items")
-                event = PhotoEyeEvent(edge, ts, wall_ts, self._items)
+                event = PhotoEyeEvent(edge, ts, wall_ts, self._items, encoder_count=count)
             else:
                 entered, self._entered_at = self._entered_at, None
                 blocked = None if entered is None else max(0.0, ts - entered)
-                event = PhotoEyeEvent(edge, ts, wall_ts, self._items, blocked)
+                event = PhotoEyeEvent(edge, ts, wall_ts, self._items, blocked, count)
             listeners = self._listeners
         for listener in listeners:
             try:

@@ -10,10 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hardware.gate_io.interface import LightColor
 
 __all__ = [
+    "EncoderPinConfig",
     "GateIoTiming",
     "GpiozeroGateIoConfig",
     "InputPinConfig",
     "OutputPinConfig",
+    "SimEncoderConfig",
     "SimGateIoConfig",
     "StackLightPins",
 ]
@@ -91,12 +93,35 @@ class GateIoTiming(BaseModel):
         return self
 
 
+class SimEncoderConfig(BaseModel):
+    """A simulated belt encoder: its count is the pulse rate integrated over time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pulses_per_s: float = Field(
+        ge=0,
+        le=10_000_000,
+        title="Pulse rate at start (pulses/s)",
+        description=(
+            "The simulated belt's pulse rate when the I/O is built: belt speed (m/s) × "
+            "the belt's pulses per metre; 0 starts it stopped. A simulator or test changes "
+            "it with SimGateIo.set_encoder_rate."
+        ),
+    )
+
+
 class SimGateIoConfig(GateIoTiming):
     """Simulated gate I/O that records every actuation (tests, demos, the conveyor sim)."""
 
     type: Literal["sim_gate_io"] = Field(
         title="Driver type",
         description="Selects this driver: no hardware; actuations are recorded with times.",
+    )
+    encoder: SimEncoderConfig | None = Field(
+        default=None,
+        title="Simulated belt encoder",
+        description="A belt encoder whose pulse rate the simulator sets; leave out for a "
+        "belt without one.",
     )
 
 
@@ -120,6 +145,23 @@ class InputPinConfig(BaseModel):
         description=(
             "The Pi's internal pull: 'up' for open-collector / NPN outputs, 'down' for "
             "PNP outputs through a divider, 'floating' when the circuit drives both levels."
+        ),
+    )
+
+
+class EncoderPinConfig(BaseModel):
+    """The input a belt encoder's pulse channel is wired to (one channel, one direction)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pin: int = _bcm_pin()
+    pull: Literal["up", "down", "floating"] = Field(
+        default="up",
+        title="Pull resistor",
+        description=(
+            "'up' for an open-collector / NPN encoder output, 'down' for a push-pull one "
+            "through a divider, 'floating' when the circuit drives both levels. Each pulse "
+            "is counted once, whatever its polarity."
         ),
     )
 
@@ -197,12 +239,23 @@ class GpiozeroGateIoConfig(GateIoTiming):
         title="Stack light",
         description="Outputs to the stack light lamps (any of green, amber, red).",
     )
+    encoder: EncoderPinConfig | None = Field(
+        default=None,
+        title="Belt encoder",
+        description=(
+            "Input counting the belt encoder's pulses (one channel); leave out for a belt "
+            "without one. Counted in gpiozero callbacks: fine to a few thousand pulses/s; "
+            "beyond that use a hardware counter."
+        ),
+    )
 
     @model_validator(mode="after")
     def _pins_distinct(self) -> GpiozeroGateIoConfig:
         used: dict[int, str] = {}
         named = [("photo_eye", self.photo_eye.pin), ("diverter", self.diverter.pin)]
         named += [(f"stack_light.{c}", p.pin) for c, p in self.stack_light.pins().items()]
+        if self.encoder is not None:
+            named.append(("encoder", self.encoder.pin))
         for name, pin in named:
             if pin in used:
                 raise ValueError(f"GPIO{pin} is used twice: {used[pin]} and {name}")

@@ -2,7 +2,9 @@
 
 The photo eye is a ``DigitalInputDevice`` whose edges feed the shared debouncer; the
 diverter and the stack-light lamps are ``DigitalOutputDevice``s (lamps blink on
-gpiozero's own thread). gpiozero, and the pin library the config names, are imported
+gpiozero's own thread). A belt encoder's channel is another ``DigitalInputDevice`` whose
+activations are counted (fine to a few thousand pulses/s in Python callbacks; faster
+encoders need a hardware counter). gpiozero, and the pin library the config names, are imported
 only when this driver is built: ``pip install 'provgate[gpio]'``. Any error from them
 becomes an :class:`~hardware.gate_io.common.OutputError`: the I/O is reported
 unhealthy, released, and claimed again with backoff.
@@ -18,6 +20,7 @@ from typing import Any
 from hardware.backoff import Backoff
 from hardware.gate_io.common import BaseGateIo, OutputError
 from hardware.gate_io.config import GpiozeroGateIoConfig
+from hardware.gate_io.encoder import PulseCounter
 from hardware.gate_io.interface import LightColor, LightMode
 from hardware.registry import DeviceKind, register_driver
 
@@ -70,6 +73,13 @@ class GpiozeroGateIo(BaseGateIo):
         self._eye: Any = None
         self._diverter: Any = None
         self._lamps: dict[LightColor, Any] = {}
+        self._encoder_input: Any = None
+        self.pulse_counter: PulseCounter | None = None
+        """The belt encoder's pulses (``encoder:`` in the config), else None. It keeps
+        counting across a reopen; pulses while the pins are released are lost."""
+        if config.encoder is not None:
+            self.pulse_counter = PulseCounter()
+            self._encoder = self.pulse_counter
 
     def __enter__(self) -> GpiozeroGateIo:
         self.start()
@@ -93,6 +103,15 @@ class GpiozeroGateIo(BaseGateIo):
             present_when_active = (pull_up is not True) == eye_pin.active_high
             self._eye.when_activated = lambda: self._input_edge(present_when_active)
             self._eye.when_deactivated = lambda: self._input_edge(not present_when_active)
+            if self.config.encoder is not None and self.pulse_counter is not None:
+                counter = self.pulse_counter
+                self._encoder_input = gz.DigitalInputDevice(
+                    self.config.encoder.pin,
+                    pull_up=_PULL_UP[self.config.encoder.pull],
+                    active_state=True if self.config.encoder.pull == "floating" else None,
+                    pin_factory=factory,
+                )
+                self._encoder_input.when_activated = lambda: counter.pulse()
             self._diverter = self._output(self.config.diverter.pin, self.config.diverter)
             for color, pin in self.config.stack_light.pins().items():
                 self._lamps[color] = self._output(pin.pin, pin)
@@ -111,8 +130,8 @@ class GpiozeroGateIo(BaseGateIo):
 
     def _close_io(self) -> None:
         outputs = [self._diverter, *self._lamps.values()]
-        devices = [self._eye, *outputs]
-        self._eye, self._diverter, self._lamps = None, None, {}
+        devices = [self._eye, self._encoder_input, *outputs]
+        self._eye, self._encoder_input, self._diverter, self._lamps = None, None, None, {}
         for output in outputs:
             if output is not None:
                 with contextlib.suppress(Exception):

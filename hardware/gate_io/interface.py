@@ -1,4 +1,5 @@
-"""What gate I/O offers the agent: the photo eye, the reject diverter, the stack light."""
+"""What gate I/O offers the agent: the photo eye, the reject diverter, the stack light and,
+where fitted, the belt encoder's pulse count."""
 
 from __future__ import annotations
 
@@ -64,6 +65,8 @@ class PhotoEyeEvent:
     """Item number on this gate, from 1; an item's enter and leave share it."""
     blocked_s: float | None = None
     """On leave: how long the beam was blocked (item length ÷ belt speed)."""
+    encoder_count: int | None = None
+    """Belt encoder pulses counted up to ``ts``; None when the gate I/O has no encoder."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +127,8 @@ class GateIo(Device):
     @abstractmethod
     def wait_healthy(self, timeout: float) -> bool:
         """Block until the I/O is usable (True) or ``timeout`` passes (False)."""
+
+    def encoder_count(self, at: float | None = None) -> int | None:
+        """Belt encoder pulses counted since start, up to ``at`` (``time.monotonic()``;
+        default now): the belt's travel. None when the gate I/O has no encoder."""
+        return None

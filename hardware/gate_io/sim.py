@@ -1,5 +1,5 @@
 """Simulated gate I/O (``type: sim_gate_io``): records every actuation with its time, and
-lets a simulator (or a test) block the photo eye."""
+lets a simulator (or a test) block the photo eye and set the belt encoder's pulse rate."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from hardware.backoff import Backoff
 from hardware.gate_io.common import BaseGateIo, OutputError
 from hardware.gate_io.config import SimGateIoConfig
+from hardware.gate_io.encoder import SimEncoder
 from hardware.gate_io.interface import (
     Actuation,
     ActuationKind,
@@ -35,6 +36,11 @@ class SimGateIo(BaseGateIo):
         self._actuations: list[Actuation] = []
         self._events: list[PhotoEyeEvent] = []
         self._fail_reason: str | None = None
+        self.sim_encoder: SimEncoder | None = None
+        """The simulated belt encoder (``encoder:`` in the config), else None."""
+        if config.encoder is not None:
+            self.sim_encoder = SimEncoder(config.encoder.pulses_per_s)
+            self._encoder = self.sim_encoder
         self.subscribe(self._keep_event)
 
     def __enter__(self) -> SimGateIo:
@@ -95,6 +101,15 @@ class SimGateIo(BaseGateIo):
     def set_beam(self, blocked: bool, ts: float | None = None) -> None:
         """The raw photo-eye level, as a real sensor gives it (debounced like one)."""
         self._input_edge(blocked, ts)
+
+    # -- driving the belt encoder ---------------------------------------------------------
+
+    def set_encoder_rate(self, pulses_per_s: float, at: float | None = None) -> None:
+        """The belt runs at ``pulses_per_s`` from ``at`` (monotonic; default now): speed in
+        m/s × pulses per metre; 0 stops it. RuntimeError without ``encoder:`` configured."""
+        if self.sim_encoder is None:
+            raise RuntimeError(f"{self.name}: no simulated encoder (add encoder: to the config)")
+        self.sim_encoder.set_rate(pulses_per_s, at)
 
     # -- faults ---------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import pytest
 
 from edge_agent.agent import DECISION_LATE, AgentTiming, GateAgent
 from edge_agent.assembly import AssemblySettings, ItemAssembler, SourceRead
+from edge_agent.belt import BeltGeometry, DiverterTiming
 from edge_agent.decision import VerifyStatus
 from edge_agent.journal import GateIdentity, Journal, JournalError
 from edge_agent.outbox import Outbox
@@ -42,6 +43,9 @@ TIMING = AgentTiming(deadline_s=0.5, divert_s=0.7)
 SETTINGS = AssemblySettings(TriggerMode.PHOTO_EYE, window_s=0.1, grace_s=0.02)
 POLICY = DecisionPolicy(honour_inspection=False)
 """Random inspection off: each item's decision is the gateway's verdict (tested in decision)."""
+PPM = 1000.0
+ENCODED_BELT = BeltGeometry(0.7, 1.0, 0.0, PPM)
+"""The same belt with an encoder: 0.7 m to the diverter, 1 m/s at most, 1,000 pulses/m."""
 KNOWN = (1, 2, 3)
 UNKNOWN = 999
 
@@ -145,11 +149,17 @@ def make_rig(tmp_path: Path, site_id: str) -> Iterator[Callable[..., Rig]]:
         vision_delay_s: float = 0.0,
         timing: AgentTiming = TIMING,
         camera_order: tuple[str, ...] = (),
+        belt: BeltGeometry | None = None,
     ) -> Rig:
         key = derive_gate_key(SECRET, site_id, GATE)
         identity = GateIdentity(site_id, GATE, key)
         path = tmp_path / "journal.db"
-        io = SimGateIo(SimGateIoConfig(type="sim_gate_io", diverter_pulse_ms=50))
+        encoder = None if belt is None else {"pulses_per_s": PPM * belt.max_speed_m_s}
+        io = SimGateIo(
+            SimGateIoConfig.model_validate(
+                {"type": "sim_gate_io", "diverter_pulse_ms": 50, "encoder": encoder}
+            )
+        )
         io.start()
         verify = VerifyClient(url, site_id, GATE, key, batch_max=8)
         assert verify.start(5)
@@ -166,6 +176,7 @@ def make_rig(tmp_path: Path, site_id: str) -> Iterator[Callable[..., Rig]]:
             vision=worker,
             outbox=outbox,
             camera_order=camera_order,
+            belt=None if belt is None else DiverterTiming(belt, io),
         )
         unsubscribe = io.subscribe(agent.on_photo_eye)
         agent.start()
@@ -408,3 +419,57 @@ def test_an_item_whose_journal_batch_was_not_committed_is_held_and_not_asked(
     assert failed
     assert rig.agent.verify.counters().get("sent", 0) == 0, "not asked about"
     assert rig.agent.counters()["held"] == 1
+
+
+def test_with_an_encoder_the_diverter_fires_when_a_slowed_item_reaches_it(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig]
+) -> None:
+    rig = make_rig(mosquitto.url, belt=ENCODED_BELT)  # no gateway: held at 0.5 s, diverted
+    trigger = rig.item(epc(KNOWN[0]))
+    rig.io.set_encoder_rate(0.5 * PPM, at=trigger + 0.2)  # 0.2 m at 1 m/s, then half speed
+    settle(rig, 1)
+    (pulse,) = rig.io.diverter_pulses()
+    arrives = trigger + 0.2 + 0.5 / 0.5  # 1.2 s, where the top speed said 0.7 s
+    assert arrives - 0.003 <= pulse.ts <= arrives + 0.02
+    with rig.journal() as journal:
+        record = journal.item(f"{rig.agent.assembler.id_prefix}-00000001")
+    assert record is not None
+    assert (record.decision, record.late) == (Decision.HOLD, False)
+    assert record.actuated_at is not None
+
+
+def test_with_an_encoder_a_stopped_belt_makes_a_slow_decision_in_time(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig]
+) -> None:
+    # the label check takes 0.8 s, past the top-speed time (0.7 s), but the belt stopped
+    rig = make_rig(mosquitto.url, vision_delay_s=0.8, belt=ENCODED_BELT)
+    trigger = rig.item(epc(KNOWN[0]))
+    rig.io.set_encoder_rate(0.0, at=trigger + 0.1)
+    rig.io.set_encoder_rate(PPM, at=trigger + 1.1)  # runs again with 0.6 m to go
+    settle(rig, 1)
+    with rig.journal() as journal:
+        record = journal.item(f"{rig.agent.assembler.id_prefix}-00000001")
+    assert record is not None
+    assert record.decision is Decision.HOLD  # the gateway's deadline had passed
+    assert not record.late
+    assert DECISION_LATE not in record.reasons
+    (pulse,) = rig.io.diverter_pulses()
+    assert trigger + 1.7 - 0.003 <= pulse.ts <= trigger + 1.7 + 0.02
+    assert rig.agent.counters()["late"] == 0
+
+
+def test_with_a_stuck_encoder_every_decision_is_late_and_held(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig]
+) -> None:
+    rig = make_rig(mosquitto.url, belt=ENCODED_BELT)
+    now = time.monotonic()
+    rig.io.set_encoder_rate(0.0, at=now)  # the wheel stops; items still pass the eye
+    rig.io.simulate_item(now, now + 0.05)
+    assert rig.agent.wait_idle(5)
+    assert rig.agent.belt is not None
+    assert rig.agent.belt.encoder_fault is not None
+    with rig.journal() as journal:
+        record = journal.item(f"{rig.agent.assembler.id_prefix}-00000001")
+    assert record is not None
+    assert (record.decision, record.late) == (Decision.HOLD, True)
+    assert rig.io.diverter_pulses() == []

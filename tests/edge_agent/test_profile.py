@@ -221,3 +221,67 @@ def test_config_check_exits_2_on_a_broken_profile(gates_dir: Path) -> None:
     result = CliRunner().invoke(app, ["config", "check", str(path)])
     assert result.exit_code == 2
     assert f"{path}:{_line_of(path, 'speed_m_s: fast')}: belt.speed_m_s:" in result.output
+
+
+# --- belt encoder ----------------------------------------------------------------------
+
+SIM_ENCODER = {"type": "sim_gate_io", "encoder": {"pulses_per_s": 2000}}
+ENCODED = {
+    **MINIMAL,
+    "devices": {**MINIMAL["devices"], "gate_io": SIM_ENCODER},  # type: ignore[dict-item]
+    "belt": {**MINIMAL["belt"], "encoder": {"pulses_per_m": 2000}},  # type: ignore[dict-item]
+}
+
+
+def test_shipped_outbound_profile_counts_its_belt_encoder_on_a_gpio_input() -> None:
+    profile = load_gate_profile(OUTBOUND)
+    gate_io = profile.devices.gate_io
+    assert isinstance(gate_io, GpiozeroGateIoConfig)
+    assert gate_io.encoder is not None
+    assert gate_io.encoder.pin == 5
+    assert profile.belt.encoder is not None
+    assert profile.belt.encoder.pulses_per_m == 2000
+
+
+def test_a_simulated_encoder_matches_a_belt_encoder() -> None:
+    profile = parse_gate_profile(ENCODED, "gate.yaml")
+    assert isinstance(profile.devices.gate_io, SimGateIoConfig)
+    assert profile.devices.gate_io.encoder is not None
+
+
+def test_a_belt_encoder_the_gate_io_does_not_count_is_refused_with_the_fix() -> None:
+    data = {**ENCODED, "devices": MINIMAL["devices"]}
+    with pytest.raises(ConfigError) as info:
+        parse_gate_profile(data, "gate.yaml")
+    (problem,) = info.value.problems
+    assert "gate I/O counts no encoder pulses" in problem.message
+    assert "encoder: {pulses_per_s: 2000}" in problem.message  # 1 m/s × 2000 pulses/m
+
+
+def test_a_gpio_gate_without_its_encoder_input_is_reported_at_belt_encoder(
+    gates_dir: Path,
+) -> None:
+    path = _edited(gates_dir, OUTBOUND, "    encoder: {pin: 5, pull: up}", "")
+    (problem,) = _problems(path)
+    line = _line_of(path, "  encoder:")
+    assert problem.startswith(f"{path}:{line}: belt.encoder: belt encoder:")
+    assert "encoder: {pin: N}" in problem
+
+
+def test_an_encoder_input_without_pulses_per_metre_is_refused() -> None:
+    data = {**ENCODED, "belt": MINIMAL["belt"]}
+    with pytest.raises(ConfigError, match=r"add belt.encoder: \{pulses_per_m: N\}"):
+        parse_gate_profile(data, "gate.yaml")
+
+
+def test_more_pulses_than_gpio_callbacks_count_is_refused(gates_dir: Path) -> None:
+    path = _edited(gates_dir, OUTBOUND, "pulses_per_m: 2000", "pulses_per_m: 10000")
+    (problem,) = _problems(path)
+    assert "15000 pulses/s" in problem
+    assert "lower pulses_per_m" in problem
+
+
+def test_config_check_says_how_the_diverter_is_timed() -> None:
+    result = CliRunner().invoke(app, ["config", "check", str(INBOUND), str(OUTBOUND)])
+    assert "diverter timed at 0.5 m/s" in result.stdout
+    assert "diverter timed by the belt encoder (2000 pulses/m)" in result.stdout

@@ -9,9 +9,11 @@ from pydantic import BaseModel
 
 from gatewire.yamlconfig import ConfigError, load_yaml_model, parse_yaml
 from hardware.gate_io.config import (
+    EncoderPinConfig,
     GpiozeroGateIoConfig,
     InputPinConfig,
     OutputPinConfig,
+    SimEncoderConfig,
     SimGateIoConfig,
     StackLightPins,
 )
@@ -37,7 +39,15 @@ def test_shipped_raspberry_pi_pin_map_loads() -> None:
 
 @pytest.mark.parametrize(
     "model",
-    [GpiozeroGateIoConfig, SimGateIoConfig, InputPinConfig, OutputPinConfig, StackLightPins],
+    [
+        GpiozeroGateIoConfig,
+        SimGateIoConfig,
+        InputPinConfig,
+        OutputPinConfig,
+        StackLightPins,
+        EncoderPinConfig,
+        SimEncoderConfig,
+    ],
 )
 def test_every_field_has_a_title_and_description(model: type[BaseModel]) -> None:
     for name, field in model.model_fields.items():
