@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from hardware.camera.frames import Frame
     from hardware.rfid.sightings import TagSighting
 
-__all__ = ["DECISION_LATE", "JOURNAL_FAILED", "AgentTiming", "GateAgent"]
+__all__ = ["DECISION_LATE", "DIVERTER_LAG_TOLERANCE_S", "JOURNAL_FAILED", "AgentTiming", "GateAgent"]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,9 @@ _IDLE_TICK_S: Final = 0.05  # wake-up while windows are open but no close time i
 _FRAMES_KEPT: Final = 24
 """Frames kept for windows still open: 60 ms of two frames per item at 200 items/s (a
 640×480 frame is ~0.9 MB, so this bounds the agent's image memory to ~22 MB)."""
-_FIRE_LAG_WARN_S: Final = 0.01  # a diverter shot this late past its moment is logged
+DIVERTER_LAG_TOLERANCE_S: Final = 0.01
+"""A diverter shot later than this past its moment may miss the item (a starved host): it is
+counted (``diverter_late``), logged and the amber lamp blinks so the item is checked by hand."""
 _BATCH_MAX: Final = 256  # messages handled per journal commit (group commit)
 
 
@@ -149,7 +151,9 @@ class GateAgent:
         self._frames: OrderedDict[tuple[str, int], FrameInput] = OrderedDict()
         self._frames_lock = threading.Lock()
         self._counters: Counter[str] = Counter(
-            dict.fromkeys(("items", "passed", "rejected", "held", "late", "recovered"), 0)
+            dict.fromkeys(
+                ("items", "passed", "rejected", "held", "late", "recovered", "diverter_late"), 0
+            )
         )
         self._counters_lock = threading.Lock()
         self._in_flight = 0
@@ -488,7 +492,10 @@ class GateAgent:
         """Fire the diverter when the item reaches it (by the encoder with a belt timing)."""
         window_id, journaled = item.assembled.window_id, item.journaled
         if self._belt_scheduler is None:
-            self._scheduler.call_at(divert_at, lambda: self._fire(window_id, journaled))
+            self._scheduler.call_at(
+                divert_at,
+                lambda: self._fire(window_id, journaled, time.monotonic() - divert_at),
+            )
         else:
             self._belt_scheduler.when_reached(
                 item.trigger,
@@ -497,10 +504,17 @@ class GateAgent:
             )
 
     def _fire(self, window_id: str, journaled: bool, lag_s: float = 0.0) -> None:
-        """Scheduler thread: fire the diverter; the agent thread journals it."""
-        if lag_s > _FIRE_LAG_WARN_S:
-            log.warning("gate agent: diverter for %s fired %.0f ms late", window_id, lag_s * 1000)
+        """Scheduler thread: fire the diverter (``lag_s`` after its moment); the agent thread
+        journals it. A late shot may miss the item: counted, logged, amber lamp."""
         actuation = self.gate_io.fire_diverter()
+        if lag_s > DIVERTER_LAG_TOLERANCE_S:
+            self._count("diverter_late")
+            log.warning(
+                "gate agent: diverter for %s fired %.0f ms late: check the item by hand",
+                window_id,
+                lag_s * 1000,
+            )
+            self.gate_io.set_light(LightColor.AMBER, LightMode.BLINK)
         if not actuation.applied:
             log.error("gate agent: diverter failed for %s: %s", window_id, actuation.error)
             return

@@ -34,6 +34,7 @@ from gatewire.mqtt import BrokerAddress, connect, make_client
 from gatewire.topics import GateTopics
 from hardware.camera.frames import Frame
 from hardware.gate_io import SimGateIo, SimGateIoConfig
+from hardware.gate_io.interface import LightColor, LightMode
 from simulators.broker import MosquittoBroker
 from tests.gateway.service.support import SECRET, Site, epc, gateway_config, new_site_id
 
@@ -473,3 +474,27 @@ def test_with_a_stuck_encoder_every_decision_is_late_and_held(
     assert record is not None
     assert (record.decision, record.late) == (Decision.HOLD, True)
     assert rig.io.diverter_pulses() == []
+
+
+def test_a_diverter_shot_delayed_by_a_starved_host_is_counted_and_flagged(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig]
+) -> None:
+    """The scheduler thread fires 50 ms after the item's moment (CPU starvation): the item may
+    have gone by, so the shot is counted late and the amber lamp asks for a hand check."""
+    rig = make_rig(mosquitto.url)
+    call_at = rig.agent._scheduler.call_at
+    rig.agent._scheduler.call_at = lambda deadline, callback: call_at(deadline + 0.05, callback)  # type: ignore[method-assign]
+    rig.item(None)  # nothing read: held and diverted
+    settle(rig, pulses=1)
+    assert rig.agent.counters()["diverter_late"] == 1
+    assert rig.io.lights()[LightColor.AMBER] is LightMode.BLINK
+
+
+def test_a_diverter_shot_on_time_is_not_flagged(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig]
+) -> None:
+    rig = make_rig(mosquitto.url)
+    rig.item(None)
+    settle(rig, pulses=1)
+    assert rig.agent.counters()["diverter_late"] == 0
+    assert rig.io.lights().get(LightColor.AMBER) is not LightMode.BLINK
