@@ -253,6 +253,7 @@ def test_genuine_pass_unknown_rejected_at_the_diverter_and_every_item_journaled(
         "held": 0,
         "late": 0,
         "recovered": 0,
+        "diverter_late": 0,
     }
     assert rig.checker.checked == 4, "every item's frame went through the label check"
 
