@@ -67,7 +67,13 @@ if TYPE_CHECKING:
     from hardware.camera.frames import Frame
     from hardware.rfid.sightings import TagSighting
 
-__all__ = ["DECISION_LATE", "DIVERTER_LAG_TOLERANCE_S", "JOURNAL_FAILED", "AgentTiming", "GateAgent"]
+__all__ = [
+    "DECISION_LATE",
+    "DIVERTER_LAG_TOLERANCE_S",
+    "JOURNAL_FAILED",
+    "AgentTiming",
+    "GateAgent",
+]
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +238,8 @@ class GateAgent:
             return True
 
     def counters(self) -> dict[str, int]:
-        """For the heartbeat: items, passed, rejected, held, late, recovered (held at start)."""
+        """For the heartbeat: items, passed, rejected, held, late, recovered (held at start),
+        diverter_late (shots past their moment)."""
         with self._counters_lock:
             return dict(self._counters)
 
