@@ -23,7 +23,9 @@ hand). On start, items a crashed run left undecided are held
 Group commit: the thread handles every message waiting in its queue as one journal batch
 (:meth:`Journal.batch`, one fsync), and only after that commit asks the gateway (the items
 of a batch together), notifies the outbox or schedules the diverter, so "durable before
-acted on" holds at any rate. The loop also drives the verify client
+acted on" holds at any rate; a PASS whose write or batch commit fails is held and diverted
+instead, and one failing action does not stop the others. Stopping lets the scheduled
+diverter shots fire first. The loop also drives the verify client
 (:meth:`VerifyClient.pump`: due batches sent, late items expired), so a request is sent
 from this thread, with no hand-over to another.
 """
@@ -158,7 +160,17 @@ class GateAgent:
         self._frames_lock = threading.Lock()
         self._counters: Counter[str] = Counter(
             dict.fromkeys(
-                ("items", "passed", "rejected", "held", "late", "recovered", "diverter_late"), 0
+                (
+                    "items",
+                    "passed",
+                    "rejected",
+                    "held",
+                    "late",
+                    "recovered",
+                    "diverter_late",
+                    "agent_errors",
+                ),
+                0,
             )
         )
         self._counters_lock = threading.Lock()
@@ -166,6 +178,8 @@ class GateAgent:
         self._queued = 0  # messages put and not yet handled
         self._deferred: list[Callable[[], object]] | None = None  # run after the batch commits
         self._asks: list[tuple[_Item, VerifyItem, float]] = []  # sent after the batch commits
+        self._passes: list[tuple[_Item, float]] = []  # PASSes the batch journaled (divert_at)
+        self._shots = 0  # diverter shots scheduled and not yet fired
         self._idle = threading.Condition()
         self._started = threading.Event()
         self._start_error: BaseException | None = None
@@ -318,7 +332,7 @@ class GateAgent:
             except queue.Empty:
                 break
         stopping = False
-        self._deferred = []
+        self._deferred, self._passes = [], []
         try:
             assert self._journal is not None
             with self._journal.batch():
@@ -326,7 +340,7 @@ class GateAgent:
                     if kind == "stop":
                         stopping = True
                     elif kind != "tick":
-                        self._handle(kind, value)
+                        self._handle_guarded(kind, value)
                 now = time.monotonic()
                 while self._closes and self._closes[0] <= now:
                     heapq.heappop(self._closes)
@@ -335,12 +349,17 @@ class GateAgent:
         except JournalError as exc:  # the commit failed: act anyway, fail closed
             log.error("gate agent: journal batch not committed: %s", exc)
             self._unjournal_asks()
+            self._unjournal_passes()
         finally:
             deferred, self._deferred = self._deferred, None
+            self._passes = []
         self._ask()
         self._pump_verify()
         for action in deferred:
-            action()
+            try:
+                action()
+            except Exception:  # one failing action must not drop the shots after it
+                log.exception("gate agent: action after the journal commit failed")
         handled = sum(kind != "tick" for kind, _ in messages)
         with self._idle:
             self._queued -= handled
@@ -349,6 +368,25 @@ class GateAgent:
             return False
         self._wake_idle()
         return True
+
+    def _handle_guarded(self, kind: str, value: Any) -> None:
+        """:meth:`_handle`; a bug in one message's handling is counted (``agent_errors``),
+        logged and flagged on the amber lamp, and the loop goes on with the next message
+        instead of the agent thread dying (after which nothing would be diverted)."""
+        try:
+            self._handle(kind, value)
+        except JournalError:
+            raise  # the batch is lost: handled by the caller (held and diverted)
+        except Exception:
+            self._count("agent_errors")
+            log.exception("gate agent: handling a %s message failed", kind)
+            self._after_commit(lambda: self.gate_io.set_light(LightColor.AMBER, LightMode.BLINK))
+            item = value[0] if kind in ("vision", "verified") else None
+            if isinstance(item, _Item):  # its decision failed: hold and divert it
+                self._in_flight -= 1
+                self._count("held")
+                divert_at = item.trigger + self.timing.divert_s
+                self._after_commit(lambda: self._schedule_fire(item, divert_at))
 
     def _after_commit(self, action: Callable[[], object]) -> None:
         """Run ``action`` once the current journal batch is durable (now, outside one)."""
@@ -363,6 +401,19 @@ class GateAgent:
         for item, _, _ in asks:
             item.journaled, item.extra = False, (JOURNAL_FAILED,)
             self._decide(item, None)
+
+    def _unjournal_passes(self) -> None:
+        """A PASS whose journal write was not committed is not durable: hold and divert it."""
+        passes, self._passes = self._passes, []
+        for item, divert_at in passes:
+            self._unpass(item, divert_at)
+
+    def _unpass(self, item: _Item, divert_at: float) -> None:
+        log.error("gate agent: PASS of %s not journaled; holding it", item.assembled.window_id)
+        item.journaled = False
+        self._count("passed", -1)
+        self._count("held")
+        self._after_commit(lambda: self._schedule_fire(item, divert_at))
 
     def _ask(self) -> None:
         """Ask the gateway about the items of the batch just committed, together."""
@@ -473,9 +524,10 @@ class GateAgent:
         if late:
             decision, reasons = Decision.HOLD, (DECISION_LATE, *reasons)
         request_id = None if outcome is None else outcome.request_id
+        written = False
         if item.journaled:
             wall_now = self._wall(now)
-            self._journal_call(
+            written = self._journal_call(
                 lambda j: j.record_decision(
                     a.window_id,
                     decision,
@@ -485,7 +537,12 @@ class GateAgent:
                     request_id=request_id,
                 )
             )
+            item.journaled = written  # no actuation to journal for an undecided record
             self._after_commit(self._notify_outbox)
+        if decision is Decision.PASS and not written:  # never PASS without a journaled PASS
+            decision, reasons = Decision.HOLD, (JOURNAL_FAILED, *reasons)
+        elif decision is Decision.PASS and self._deferred is not None:
+            self._passes.append((item, divert_at))  # held if the batch does not commit
         self._count({Decision.PASS: "passed", Decision.REJECT: "rejected"}.get(decision, "held"))
         if late:
             self._count("late")
@@ -498,6 +555,8 @@ class GateAgent:
     def _schedule_fire(self, item: _Item, divert_at: float) -> None:
         """Fire the diverter when the item reaches it (by the encoder with a belt timing)."""
         window_id, journaled = item.assembled.window_id, item.journaled
+        with self._counters_lock:
+            self._shots += 1
         if self._belt_scheduler is None:
             self._scheduler.call_at(
                 divert_at,
@@ -513,28 +572,35 @@ class GateAgent:
     def _fire(self, window_id: str, journaled: bool, lag_s: float = 0.0) -> None:
         """Scheduler thread: fire the diverter (``lag_s`` after its moment); the agent thread
         journals it. A late shot may miss the item: counted, logged, amber lamp."""
-        actuation = self.gate_io.fire_diverter()
-        if lag_s > DIVERTER_LAG_TOLERANCE_S:
-            self._count("diverter_late")
-            log.warning(
-                "gate agent: diverter for %s fired %.0f ms late: check the item by hand",
-                window_id,
-                lag_s * 1000,
-            )
-            self.gate_io.set_light(LightColor.AMBER, LightMode.BLINK)
-        if not actuation.applied:
-            log.error("gate agent: diverter failed for %s: %s", window_id, actuation.error)
-            return
-        if journaled:
-            self._put("actuated", (window_id, actuation.wall_ts))
+        try:
+            actuation = self.gate_io.fire_diverter()
+            if lag_s > DIVERTER_LAG_TOLERANCE_S:
+                self._count("diverter_late")
+                log.warning(
+                    "gate agent: diverter for %s fired %.0f ms late: check the item by hand",
+                    window_id,
+                    lag_s * 1000,
+                )
+                self.gate_io.set_light(LightColor.AMBER, LightMode.BLINK)
+            if not actuation.applied:
+                log.error("gate agent: diverter failed for %s: %s", window_id, actuation.error)
+                return
+            if journaled:
+                self._put("actuated", (window_id, actuation.wall_ts))
+        finally:
+            with self._counters_lock:
+                self._shots -= 1
 
     def _shutdown(self) -> None:
+        """Decide what is in flight and let the scheduled diverter shots fire (the
+        scheduler forgets the rest when it stops)."""
         for assembled in self.assembler.flush():
             self._closed(assembled)
         deadline = time.monotonic() + self.timing.divert_s + 1.0
-        while self._in_flight and time.monotonic() < deadline:
+        while (self._in_flight or self._shots_pending()) and time.monotonic() < deadline:
             self._pump_verify()
-            wait = min(deadline, self._verify_due) - time.monotonic()
+            now = time.monotonic()
+            wait = min(deadline, self._verify_due, now + _IDLE_TICK_S) - now
             try:
                 kind, value = self._inbox.get(timeout=max(0.0, wait))
             except queue.Empty:
@@ -543,7 +609,13 @@ class GateAgent:
                 self._handle(kind, value)
             with self._idle:
                 self._queued -= 1
+        if shots := self._shots_pending():
+            log.error("gate agent: stopped with %d diverter shots not fired", shots)
         self._wake_idle()
+
+    def _shots_pending(self) -> int:
+        with self._counters_lock:
+            return self._shots
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -561,12 +633,15 @@ class GateAgent:
             images = [self._frames.get((r.camera, r.seq)) for r in refs[:2]]
         return [image for image in images if image is not None]
 
-    def _journal_call(self, work: Callable[[Journal], object]) -> None:
+    def _journal_call(self, work: Callable[[Journal], object]) -> bool:
+        """Run a journal write; False (logged) if it failed."""
         assert self._journal is not None
         try:
             work(self._journal)
         except (JournalError, ValueError) as exc:
             log.error("gate agent: journal write failed: %s", exc)
+            return False
+        return True
 
     def _put(self, kind: str, value: Any) -> None:
         with self._idle:

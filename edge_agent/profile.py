@@ -500,6 +500,13 @@ class GateProfile(BaseModel):
                 "belt encoder: devices.gate_io.encoder counts pulses but belt.encoder is not "
                 "set; add belt.encoder: {pulses_per_m: N}, or remove devices.gate_io.encoder"
             )
+        if belt.encoder is not None and self.trigger.mode is not TriggerMode.PHOTO_EYE:
+            raise ValueError(
+                "belt encoder: needs trigger.mode photo_eye (a stuck encoder is detected while "
+                "an item blocks the photo eye; with a quiet-gap trigger a dead encoder would "
+                "leave every item 'not there yet' and never diverted); set trigger.mode: "
+                "photo_eye or remove the encoder"
+            )
         if belt.encoder is not None and gpio:
             rate = belt.speed_m_s * belt.encoder.pulses_per_m
             if rate > GPIO_MAX_PULSES_PER_S:

@@ -12,11 +12,13 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
+import edge_agent.decision as decision_module
 from edge_agent.agent import DECISION_LATE, AgentTiming, GateAgent
 from edge_agent.assembly import AssemblySettings, ItemAssembler, SourceRead
 from edge_agent.belt import BeltGeometry, DiverterTiming
@@ -254,6 +256,7 @@ def test_genuine_pass_unknown_rejected_at_the_diverter_and_every_item_journaled(
         "late": 0,
         "recovered": 0,
         "diverter_late": 0,
+        "agent_errors": 0,
     }
     assert rig.checker.checked == 4, "every item's frame went through the label check"
 
@@ -499,3 +502,134 @@ def test_a_diverter_shot_on_time_is_not_flagged(
     settle(rig, pulses=1)
     assert rig.agent.counters()["diverter_late"] == 0
     assert rig.io.lights().get(LightColor.AMBER) is not LightMode.BLINK
+
+
+def test_a_pass_whose_journal_write_failed_is_held_and_diverted(
+    mosquitto: MosquittoBroker,
+    ledger: Site,
+    site_id: str,
+    make_rig: Callable[..., Rig],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gateway says PASS but the decision cannot be journaled (disk full): never PASS."""
+
+    def failing(*_args: object, **_kwargs: object) -> None:
+        raise JournalError("database or disk is full")
+
+    monkeypatch.setattr(Journal, "record_decision", failing)
+    service = open_service(gateway_config(ledger, mosquitto.url, site_id=site_id))
+    service.start()
+    try:
+        rig = make_rig(mosquitto.url)
+        rig.item(epc(KNOWN[0]))
+        settle(rig, pulses=1)
+    finally:
+        service.stop()
+    assert rig.agent.verify.counters().get("sent", 0) == 1
+    counters = rig.agent.counters()
+    assert (counters["passed"], counters["held"]) == (0, 1)
+
+
+def test_a_pass_whose_journal_batch_was_not_committed_is_held_and_diverted(
+    mosquitto: MosquittoBroker,
+    ledger: Site,
+    site_id: str,
+    make_rig: Callable[..., Rig],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch holding the PASS decision fails to commit: the PASS is not durable."""
+    real_batch, real_decision = Journal.batch, Journal.record_decision
+    decided: list[bool] = []
+    failed: list[bool] = []
+
+    def record_decision(journal: Journal, *args: Any, **kwargs: Any) -> str | None:
+        decided.append(True)
+        return real_decision(journal, *args, **kwargs)
+
+    @contextlib.contextmanager
+    def batch_failing_once(journal: Journal) -> Iterator[None]:
+        decided.clear()
+        with real_batch(journal):
+            yield
+        if decided and not failed:  # the commit of the decision "failed"
+            failed.append(True)
+            raise JournalError("disk I/O error")
+
+    monkeypatch.setattr(Journal, "batch", batch_failing_once)
+    monkeypatch.setattr(Journal, "record_decision", record_decision)
+    service = open_service(gateway_config(ledger, mosquitto.url, site_id=site_id))
+    service.start()
+    try:
+        rig = make_rig(mosquitto.url)
+        rig.item(epc(KNOWN[0]))
+        settle(rig, pulses=1)
+    finally:
+        service.stop()
+    assert failed
+    counters = rig.agent.counters()
+    assert (counters["passed"], counters["held"]) == (0, 1)
+
+
+def test_stop_lets_the_scheduled_diverter_shots_fire(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig]
+) -> None:
+    """An item decided HOLD whose shot is still ahead when the agent stops is diverted."""
+    rig = make_rig(mosquitto.url)
+    trigger = rig.item(None)  # nothing read: held at once, the shot 0.7 s after the trigger
+    assert rig.agent.wait_idle(5)
+    assert time.monotonic() < trigger + TIMING.divert_s
+    rig.agent.stop()
+    (pulse,) = rig.io.diverter_pulses()
+    assert pulse.ts >= trigger + TIMING.divert_s
+    with rig.journal() as journal:
+        record = journal.item(f"{rig.agent.assembler.id_prefix}-00000001")
+    assert record is not None
+    assert record.actuated_at is not None
+
+
+def test_an_action_that_raises_after_the_commit_does_not_drop_the_diverter_shot(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbox notice raising (ahead of the shot in the batch) neither kills the agent
+    thread nor loses the held item's diverter shot."""
+    rig = make_rig(mosquitto.url)
+
+    def broken() -> None:
+        raise RuntimeError("outbox gone")
+
+    monkeypatch.setattr(rig.outbox, "notify", broken)
+    rig.item(None)  # nothing read: held and diverted
+    settle(rig, pulses=1)
+    rig.item(None)
+    settle(rig, pulses=2)
+    assert rig.agent.counters()["held"] == 2
+
+
+def test_a_bug_handling_one_item_does_not_stop_the_agent(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first decision raises (a bug): it is counted and flagged, and the next item is
+    still decided and diverted (a dead agent thread would divert nothing)."""
+    real_fuse = decision_module.fuse
+    calls = {"n": 0}
+
+    def fuse_failing_once(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("bug")
+        return real_fuse(*args, **kwargs)
+
+    monkeypatch.setattr("edge_agent.agent.fuse", fuse_failing_once)
+    rig = make_rig(mosquitto.url)
+    rig.item(None)  # its decision fails: held and diverted all the same
+    time.sleep(0.2)
+    rig.item(None)  # nothing read: held and diverted
+    assert rig.agent.wait_idle(5)
+    deadline = time.monotonic() + 3
+    while len(rig.io.diverter_pulses()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    counters = rig.agent.counters()
+    assert counters["agent_errors"] == 1
+    assert counters["held"] == 2
+    assert len(rig.io.diverter_pulses()) == 2
+    assert rig.io.lights()[LightColor.AMBER] is LightMode.BLINK

@@ -274,6 +274,14 @@ def test_an_encoder_input_without_pulses_per_metre_is_refused() -> None:
         parse_gate_profile(data, "gate.yaml")
 
 
+def test_an_encoder_needs_the_photo_eye_trigger() -> None:
+    """A dead encoder is detected while an item blocks the photo eye; with a quiet-gap
+    trigger it would leave every item 'not there yet' and never diverted."""
+    data = {**ENCODED, "trigger": {"mode": "quiet_gap"}}
+    with pytest.raises(ConfigError, match=r"needs trigger\.mode photo_eye"):
+        parse_gate_profile(data, "gate.yaml")
+
+
 def test_more_pulses_than_gpio_callbacks_count_is_refused(gates_dir: Path) -> None:
     path = _edited(gates_dir, OUTBOUND, "pulses_per_m: 2000", "pulses_per_m: 10000")
     (problem,) = _problems(path)
