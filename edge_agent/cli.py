@@ -75,8 +75,8 @@ def run(
     Every item the photo eye (or a quiet gap) delimits is journaled, verified with the
     gateway, decided (PASS, REJECT or HOLD, fail closed) and diverted on time; gate events
     go to the gateway through the journal's outbox. At exit the counters (items, passed,
-    rejected, held, late, recovered, diverter_late) go to stdout. Exit 2 when the profile is
-    invalid or the gate key missing; 0 otherwise.
+    rejected, held, late, recovered, diverter_late, agent_errors) go to stdout. Exit 2 when
+    the profile is invalid or the gate key missing; 0 otherwise.
     """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
