@@ -28,7 +28,6 @@ import re
 import secrets
 import select
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ import yaml
 
 from bench import noop_responder
 from bench.bench_ledger import bulk_load
+from bench.gateway_process import GatewayProcess
 from bench.report import Figure, percentile, print_figures
 from gateway.items import ItemProjection
 from gateway.ledger.event_hash import event_hash
@@ -318,46 +318,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             total += int(line.split()[1]) / 1024
     return total + sum(rss_mb(child) for child in _children(pid))
-
-
-# ---- the gateway process ------------------------------------------------------------------
-
-
-class GatewayProcess:
-    """``provgate gateway run --mqtt-only`` in a child process."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self._log = log.open("w")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "provgate_cli.main",
-                "gateway",
-                "run",
-                "--mqtt-only",
-                "--config",
-                str(config),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("gateway ready"):
-            self.close()
-            raise RuntimeError(f"gateway did not start (see {log})")
-
-    def close(self) -> None:
-        """Stop it (SIGTERM, as an operator would)."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
 
 
 def write_config(directory: Path, url: str, ledger: str, keys: Path, secret: bytes) -> Path:
