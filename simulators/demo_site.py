@@ -49,7 +49,15 @@ from gateway.config import GatewayConfig, load_config
 from gateway.items import ItemProjection, item_key_of
 from gateway.ledger.epcis import SELLER_BTT, BizStep, Disposition, object_event, to_jsonld
 from gateway.ledger.ledger import Ledger
-from gateway.ledger.seed import BRANDS, SITE, Organisation, demo_batches, demo_orgs, seller_id
+from gateway.ledger.seed import (
+    BRANDS,
+    SITE,
+    Organisation,
+    commissioning_event,
+    demo_batches,
+    demo_orgs,
+    seller_id,
+)
 from gateway.ledger.signing import Keystore
 from gateway.registry import InspectionResult, Registry
 from gatewire.auth import MIN_SITE_SECRET, derive_gate_key
@@ -432,25 +440,13 @@ class _Seeder:
                 prefix, ref = brand.company_prefix, f"1{self.rng.randrange(100_000):05d}"
             epcs.append(f"urn:epc:id:sgtin:{prefix}.{ref}.{600_000_000 + n}")
         events = [
-            self._commissioning(epc, sellers[self.rng.randrange(len(sellers))], moment)
+            commissioning_event(
+                COUNTERFEITER, epc, sellers[self.rng.randrange(len(sellers))], moment
+            )
             for epc in epcs
         ]
         self.ledger.append_batch(events, COUNTERFEITER.org)
         return epcs
-
-    def _commissioning(self, epc: str, seller: str, moment: dt.datetime) -> dict[str, Any]:
-        return to_jsonld(
-            object_event(
-                [epc],
-                action="ADD",
-                biz_step=BizStep.COMMISSIONING,
-                disposition=Disposition.ACTIVE,
-                read_point=COUNTERFEITER.sgln("00001", "1"),
-                biz_location=COUNTERFEITER.sgln("00001"),
-                transactions=[(SELLER_BTT, seller)],
-                event_time=moment,
-            )
-        )
 
     def _confirm_counterfeit(
         self, registry: Registry, seller: str, product: str, moment: dt.datetime
@@ -459,7 +455,9 @@ class _Seeder:
         inspection: a strike, so the seller is suspended (one strike and you're out).
         Recorded as ``POST /v1/inspections`` records it: registry and inspecting event."""
         epc = f"{product}.{700_000_000}"
-        self.ledger.append(self._commissioning(epc, seller, moment), COUNTERFEITER.org)
+        self.ledger.append(
+            commissioning_event(COUNTERFEITER, epc, seller, moment), COUNTERFEITER.org
+        )
         received = object_event(
             [epc],
             action="OBSERVE",

@@ -22,6 +22,7 @@ __all__ = [
     "BRANDS",
     "SITE",
     "Organisation",
+    "commissioning_event",
     "demo_batches",
     "demo_orgs",
     "seller_id",
@@ -64,6 +65,26 @@ def seller_id(number: int) -> str:
     return f"https://provgate.dev/seller/s-{number:02d}"
 
 
+def commissioning_event(
+    org: Organisation, epc: str, seller: str, when: datetime, **extensions: Any
+) -> dict[str, Any]:
+    """``org`` commissions one item sold through ``seller`` (an ObjectEvent ADD at its
+    location 00001, JSON-LD); ``extensions`` are the ``pg:`` fields of :func:`object_event`."""
+    return to_jsonld(
+        object_event(
+            [epc],
+            action="ADD",
+            biz_step=BizStep.COMMISSIONING,
+            disposition=Disposition.ACTIVE,
+            read_point=org.sgln("00001", "1"),
+            biz_location=org.sgln("00001"),
+            transactions=[(SELLER_BTT, seller)],
+            event_time=when,
+            **extensions,
+        )
+    )
+
+
 def demo_batches(
     items: int, seed: int = 0, batch_size: int = 1000
 ) -> Iterator[tuple[str, list[dict[str, Any]], int]]:
@@ -96,21 +117,15 @@ def demo_batches(
             seller = seller_id(rng.randrange(1, SELLER_COUNT + 1))
             made = _START + timedelta(seconds=30 * number + rng.randrange(30))
             commissioning[brand.org].append(
-                to_jsonld(
-                    object_event(
-                        [epc],
-                        action="ADD",
-                        biz_step=BizStep.COMMISSIONING,
-                        disposition=Disposition.ACTIVE,
-                        read_point=brand.sgln("00001", "1"),
-                        biz_location=brand.sgln("00001"),
-                        transactions=[(SELLER_BTT, seller)],
-                        event_time=made,
-                        vision_score=round(0.9 + rng.random() * 0.1, 3),
-                        model_version="label-v3",
-                        inspector=f"{brand.org}/qa-{rng.randrange(1, 4)}",
-                        verdict="PASS",
-                    )
+                commissioning_event(
+                    brand,
+                    epc,
+                    seller,
+                    made,
+                    vision_score=round(0.9 + rng.random() * 0.1, 3),
+                    model_version="label-v3",
+                    inspector=f"{brand.org}/qa-{rng.randrange(1, 4)}",
+                    verdict="PASS",
                 )
             )
             if rng.random() < 0.5:
