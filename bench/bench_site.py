@@ -18,10 +18,9 @@ import os
 import tempfile
 from pathlib import Path
 
-import yaml
-
 from bench.bench_mqtt_baseline import measure_noop
 from bench.report import Figure, print_figures
+from edge_agent.profile import load_gate_profile
 from simulators.broker import MosquittoBroker
 from simulators.site_run import PROFILES, RunSettings, SiteRun
 from simulators.site_summary import load_gate, percentile, summarise
@@ -33,10 +32,8 @@ def _env(name: str, default: float) -> float:
 
 def window_close_ms(kind: str) -> float:
     """Trigger to window close in the demo profile of a gate kind (window + lead + grace)."""
-    data = yaml.safe_load((PROFILES / f"demo-{kind}.yaml").read_text(encoding="utf-8"))
-    belt, trigger = data["belt"], data.get("trigger", {})
-    travel_m = belt["window_m"] + belt.get("window_lead_m", 0.0)
-    return float(1000 * travel_m / belt["speed_m_s"] + trigger.get("read_grace_ms", 0.0))
+    profile = load_gate_profile(PROFILES / f"demo-{kind}.yaml")
+    return 1000 * (profile.belt.window_s + profile.belt.lead_s) + profile.trigger.read_grace_ms
 
 
 def run() -> list[Figure]:
