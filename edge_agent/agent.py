@@ -20,6 +20,13 @@ moment (by travel, with an encoder) is journaled late as HOLD with reason
 hand). On start, items a crashed run left undecided are held
 (:meth:`Journal.hold_undecided`).
 
+Early label checks: with a photo eye, the label check starts as soon as the frames it will
+use have arrived (the first frame of cameras A and B, or a single camera's first
+``early_frames``, taken at or after the latest trigger within its window), on the vision
+worker, while the window is still open for reads. At the close the check is used only if
+the window's own frame selection is exactly those frames; otherwise it is checked again
+then. The read window no longer waits for the model.
+
 Group commit: the thread handles every message waiting in its queue as one journal batch
 (:meth:`Journal.batch`, one fsync), and only after that commit asks the gateway (the items
 of a batch together), notifies the outbox or schedules the diverter, so "durable before
@@ -38,7 +45,7 @@ import math
 import queue
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -56,10 +63,10 @@ from edge_agent.decision import FusedDecision, VerifyOutcome, fuse
 from edge_agent.journal import GateIdentity, Journal, JournalError
 from edge_agent.profile import DecisionPolicy, GateProfile, TriggerMode
 from edge_agent.verify_client import VerifyClient, VerifyItem
-from edge_agent.vision.checker import FrameInput, VisionResult
+from edge_agent.vision.checker import FrameInput, VisionResult, unreadable
 from edge_agent.vision.worker import VisionWorker
 from gatewire.messages import Decision
-from hardware.gate_io.interface import GateIo, LightColor, LightMode, PhotoEyeEvent
+from hardware.gate_io.interface import GateIo, LightColor, LightMode, PhotoEyeEdge, PhotoEyeEvent
 from hardware.gate_io.scheduler import Scheduler
 from hardware.registry import build_device
 
@@ -91,6 +98,12 @@ DIVERTER_LAG_TOLERANCE_S: Final = 0.01
 """A diverter shot later than this past its moment may miss the item (a starved host): it is
 counted (``diverter_late``), logged and the amber lamp blinks so the item is checked by hand."""
 _BATCH_MAX: Final = 256  # messages handled per journal commit (group commit)
+_EARLY_KEPT: Final = 8
+"""Early label checks kept for windows not yet closed (a few items' worth)."""
+_RECENT_FRAMES: Final = 8
+"""Frame references remembered for the next early check (frames may beat their trigger)."""
+FrameKey = tuple[tuple[str, int], ...]
+"""The frames a label check used, as (camera, seq) pairs in check order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +149,15 @@ class GateAgent:
         label_id_required: bool = False,
         camera_order: tuple[str, ...] = (),
         belt: DiverterTiming | None = None,
+        early_frames: int = 0,
     ) -> None:
         """``label_id_required``: the label check reads the label's DataMatrix, which must
         name the item for its verdict to count (see :func:`~edge_agent.decision.fuse`);
         ``camera_order``: the cameras' names, lighting angle A first; ``belt``: times the
         diverter by belt travel (encoder) and judges lateness by it; None: at
-        ``timing.divert_s`` after the trigger."""
+        ``timing.divert_s`` after the trigger; ``early_frames``: how many frames a single
+        camera's label check uses (1 or 2; several cameras: one each of the first two), so
+        the check may start before the window closes; 0: only at the close."""
         self.camera_order = camera_order
         self.assembler, self.verify, self.gate_io = assembler, verify, gate_io
         self.label_id_required = label_id_required
@@ -158,6 +174,10 @@ class GateAgent:
         self._closes: list[float] = []  # monotonic times a window may close (heap)
         self._frames: OrderedDict[tuple[str, int], FrameInput] = OrderedDict()
         self._frames_lock = threading.Lock()
+        self.early_frames = early_frames if vision is not None else 0
+        self._early: OrderedDict[FrameKey, Future[VisionResult]] = OrderedDict()
+        self._recent: deque[FrameRef] = deque(maxlen=_RECENT_FRAMES)
+        self._last_trigger = -math.inf  # monotonic time of the latest photo-eye enter edge
         self._counters: Counter[str] = Counter(
             dict.fromkeys(
                 (
@@ -169,6 +189,7 @@ class GateAgent:
                     "recovered",
                     "diverter_late",
                     "agent_errors",
+                    "vision_early",
                 ),
                 0,
             )
@@ -221,6 +242,7 @@ class GateAgent:
             label_id_required=profile.vision is not None and profile.vision.decode_datamatrix,
             camera_order=tuple(c.name for c in profile.devices.cameras),
             belt=DiverterTiming(BeltGeometry.from_settings(profile.belt), gate_io),
+            early_frames=_early_frames(profile),
         )
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -253,7 +275,8 @@ class GateAgent:
 
     def counters(self) -> dict[str, int]:
         """For the heartbeat: items, passed, rejected, held, late, recovered (held at start),
-        diverter_late (shots past their moment)."""
+        diverter_late (shots past their moment), vision_early (items whose label check
+        started before their window closed)."""
         with self._counters_lock:
             return dict(self._counters)
 
@@ -439,6 +462,9 @@ class GateAgent:
             self.assembler.photo_eye(event)
             self._close_at(event.ts + s.grace_s)  # a window the new item cuts short
             self._close_at(event.ts + s.window_s + s.grace_s + s.lead_s)
+            if event.edge is PhotoEyeEdge.ENTER and event.ts > self._last_trigger:
+                self._last_trigger = event.ts
+                self._check_early()
         elif kind == "read":
             read: SourceRead = value
             self.assembler.read(read)
@@ -447,6 +473,9 @@ class GateAgent:
                 self._close_at(read.ts + s.window_s + s.grace_s)
         elif kind == "frame":
             self.assembler.frame(value)
+            if self.early_frames:
+                self._recent.append(value)
+                self._check_early()
         elif kind == "vision":
             item, result = value
             item.vision = result
@@ -467,7 +496,17 @@ class GateAgent:
         item = _Item(assembled, trigger, count)
         self._in_flight += 1
         self._count("items")
-        frames = self._frame_images(assembled.frames)
+        refs = self._check_refs(assembled.frames)
+        early = self._early.pop(_key(refs), None) if refs else None
+        if early is not None:
+            self._count("vision_early")
+            if early.done():
+                item.vision = _vision_result(early)
+                self._verify(item)
+            else:
+                early.add_done_callback(lambda f: self._put("vision", (item, _vision_result(f))))
+            return
+        frames = self._images(refs)
         if self.vision is not None and frames:
             self.vision.submit(frames, lambda r: self._put("vision", (item, r)))
         else:
@@ -619,19 +658,48 @@ class GateAgent:
 
     # --- helpers -----------------------------------------------------------------------
 
-    def _frame_images(self, refs: tuple[FrameRef, ...]) -> list[FrameInput]:
-        """The frames the label check gets: with several cameras, the first frame of each
-        in profile order (camera A, then B: the two lighting angles); with one camera,
-        its first two frames (two LEDs alternating)."""
+    def _check_refs(self, refs: tuple[FrameRef, ...]) -> tuple[FrameRef, ...]:
+        """The frames (of a window's, in time order) the label check gets: with several
+        cameras, the first frame of each in profile order (camera A, then B: the two
+        lighting angles); with one camera, its first two frames (two LEDs alternating)."""
         cameras = dict.fromkeys(r.camera for r in refs)
         if len(cameras) > 1:
             order = [c for c in self.camera_order if c in cameras]
             order += [c for c in cameras if c not in order]
             first = {c: next(r for r in refs if r.camera == c) for c in order}
             refs = tuple(first[c] for c in order)
+        return refs[:2]
+
+    def _images(self, refs: tuple[FrameRef, ...]) -> list[FrameInput]:
+        """The kept images of ``refs`` (those still kept)."""
         with self._frames_lock:
-            images = [self._frames.get((r.camera, r.seq)) for r in refs[:2]]
+            images = [self._frames.get((r.camera, r.seq)) for r in refs]
         return [image for image in images if image is not None]
+
+    def _check_early(self) -> None:
+        """Start the label check of the item behind the latest trigger once the frames its
+        window will give the check have arrived (see the module docstring)."""
+        if not self.early_frames or self.vision is None:
+            return
+        s = self.assembler.settings
+        start, end = self._last_trigger - s.lead_s, self._last_trigger + s.window_s
+        refs = self._check_refs(
+            tuple(sorted((r for r in self._recent if start <= r.ts < end), key=_frame_order))
+        )
+        wanted = self.camera_order[:2] if len(self.camera_order) > 1 else None
+        if wanted is not None and tuple(r.camera for r in refs) != wanted:
+            return
+        if wanted is None and len(refs) != self.early_frames:
+            return
+        key = _key(refs)
+        if key in self._early:
+            return
+        images = self._images(refs)
+        if len(images) != len(refs):
+            return
+        self._early[key] = self.vision.submit(images)
+        while len(self._early) > _EARLY_KEPT:
+            self._early.popitem(last=False)
 
     def _journal_call(self, work: Callable[[Journal], object]) -> bool:
         """Run a journal write; False (logged) if it failed."""
@@ -666,6 +734,34 @@ class GateAgent:
 
     def _scheduler_error(self, exc: BaseException) -> None:
         log.error("gate agent: diverter callback failed: %s", exc)
+
+
+def _early_frames(profile: GateProfile) -> int:
+    """Frames a single camera's label check uses (2 with the two-frame option), for the
+    early check; 0 without vision or cameras, or without a photo eye to time it by."""
+    if profile.vision is None or not profile.devices.cameras:
+        return 0
+    if profile.trigger.mode is not TriggerMode.PHOTO_EYE:
+        return 0
+    return 2 if profile.vision.two_frame or len(profile.devices.cameras) > 1 else 1
+
+
+def _frame_order(ref: FrameRef) -> tuple[float, str, int]:
+    """How a closed window sorts its frames."""
+    return ref.ts, ref.camera, ref.seq
+
+
+def _key(refs: tuple[FrameRef, ...]) -> FrameKey:
+    return tuple((r.camera, r.seq) for r in refs)
+
+
+def _vision_result(future: Future[VisionResult]) -> VisionResult:
+    """The check's result; unreadable if it failed (the worker never lets it fail)."""
+    try:
+        return future.result()
+    except Exception:  # cancelled or failed: no verdict, which the decision holds
+        log.exception("gate agent: early label check failed")
+        return unreadable("internal_error")
 
 
 def _result(future: Future[VerifyOutcome]) -> VerifyOutcome | None:

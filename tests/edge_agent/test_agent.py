@@ -153,6 +153,7 @@ def make_rig(tmp_path: Path, site_id: str) -> Iterator[Callable[..., Rig]]:
         timing: AgentTiming = TIMING,
         camera_order: tuple[str, ...] = (),
         belt: BeltGeometry | None = None,
+        early_frames: int = 0,
     ) -> Rig:
         key = derive_gate_key(SECRET, site_id, GATE)
         identity = GateIdentity(site_id, GATE, key)
@@ -180,6 +181,7 @@ def make_rig(tmp_path: Path, site_id: str) -> Iterator[Callable[..., Rig]]:
             outbox=outbox,
             camera_order=camera_order,
             belt=None if belt is None else DiverterTiming(belt, io),
+            early_frames=early_frames,
         )
         unsubscribe = io.subscribe(agent.on_photo_eye)
         agent.start()
@@ -257,6 +259,7 @@ def test_genuine_pass_unknown_rejected_at_the_diverter_and_every_item_journaled(
         "recovered": 0,
         "diverter_late": 0,
         "agent_errors": 0,
+        "vision_early": 0,
     }
     assert rig.checker.checked == 4, "every item's frame went through the label check"
 
@@ -339,6 +342,68 @@ def test_two_cameras_give_the_label_check_one_frame_each_angle_a_first(
     assert rig.agent.wait_idle(5)
     assert len(rig.checker.frames) == 1
     assert [int(np.asarray(f)[0, 0, 0]) for f in rig.checker.frames[0]] == [1, 7]
+
+
+def test_the_label_check_starts_while_the_window_is_open_and_is_used_at_its_close(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig], ledger: Site, site_id: str
+) -> None:
+    """With a photo eye, the check of frames A and B runs as soon as both arrived, not when
+    the window closes (0.12 s later); the window's verdict uses that check, once."""
+    rig = make_rig(mosquitto.url, camera_order=("label-a", "label-b"), early_frames=2)
+    service = open_service(gateway_config(ledger, mosquitto.url, site_id=site_id))
+    service.start()
+    try:
+        enter, _ = rig.io.trigger(0.05)
+        rig.agent.on_read(SourceRead(ReadSource.BARCODE, epc(1), enter.ts + 0.01, "scanner"))
+        for camera, seq, value in [("label-b", 1, 7), ("label-a", 2, 1)]:
+            image = np.full((8, 8, 3), value, np.uint8)
+            rig.agent.on_frame(Frame(image, seq, enter.ts + 0.02, time.time(), camera, "fake"))
+        deadline = time.monotonic() + 2
+        while rig.checker.checked == 0 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert rig.checker.checked == 1
+        assert time.monotonic() < enter.ts + SETTINGS.window_s, "checked before the close"
+        settle(rig, 0)
+    finally:
+        service.stop()
+    assert rig.checker.checked == 1
+    assert [int(np.asarray(f)[0, 0, 0]) for f in rig.checker.frames[0]] == [1, 7]
+    assert rig.agent.counters()["vision_early"] == 1
+    assert rig.agent.counters()["passed"] == 1
+
+
+def test_an_early_check_of_other_frames_than_the_window_chooses_is_not_used(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig]
+) -> None:
+    """Camera A's first frame of the window arriving after a later one: the early check of
+    the later frame is not the window's; the window's own choice is checked (once, as soon
+    as that frame arrived) and used."""
+    rig = make_rig(mosquitto.url, camera_order=("label-a", "label-b"), early_frames=2)
+    enter, _ = rig.io.trigger(0.05)
+    shots = [("label-a", 2, 2, 0.03), ("label-b", 3, 7, 0.03), ("label-a", 1, 1, 0.01)]
+    for camera, seq, value, after in shots:
+        image = np.full((8, 8, 3), value, np.uint8)
+        rig.agent.on_frame(Frame(image, seq, enter.ts + after, time.time(), camera, "fake"))
+    assert rig.agent.wait_idle(5)
+    checked = [[int(np.asarray(f)[0, 0, 0]) for f in frames] for frames in rig.checker.frames]
+    assert checked == [[2, 7], [1, 7]]
+    assert rig.agent.counters()["vision_early"] == 1
+
+
+def test_a_window_with_more_frames_than_the_early_check_took_is_checked_at_its_close(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig]
+) -> None:
+    """One camera, one frame expected, two taken: the early check of the first does not
+    stand for the window, whose label check gets both frames when it closes."""
+    rig = make_rig(mosquitto.url, camera_order=("label",), early_frames=1)
+    enter, _ = rig.io.trigger(0.05)
+    for seq in (1, 2):
+        image = np.full((8, 8, 3), seq, np.uint8)
+        rig.agent.on_frame(Frame(image, seq, enter.ts + 0.01 * seq, time.time(), "label", "f"))
+    assert rig.agent.wait_idle(5)
+    checked = [[int(np.asarray(f)[0, 0, 0]) for f in frames] for frames in rig.checker.frames]
+    assert checked == [[1], [1, 2]]
+    assert rig.agent.counters()["vision_early"] == 0
 
 
 def test_a_window_without_a_read_is_held_without_asking_the_gateway(
