@@ -13,6 +13,7 @@ the verification client (``online: false``), drains the outbox, then stops the s
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -41,6 +42,11 @@ VERIFY_WAIT_S: Final = 5.0
 """How long :meth:`GateRun.start` waits for the broker before going on (items held meanwhile)."""
 DRAIN_S: Final = 2.0
 """How long :meth:`GateRun.stop` waits for the outbox to empty."""
+GIL_SWITCH_S: Final = 0.001
+"""Python's thread switch interval while a gate runs. An item is handed between threads
+several times (driver → agent → vision worker → agent → MQTT thread → agent); at the
+default 5 ms a thread woken while another runs Python code may wait that long for the
+interpreter at each hand-over."""
 
 CameraSourceFactory = Callable[[OpenCvCameraConfig], FrameSource]
 
@@ -63,6 +69,7 @@ class GateRun:
 
         RuntimeError when the agent cannot start (journal unusable).
         """
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
         self.gate_io.start()
         connected = self.agent.verify.start(VERIFY_WAIT_S)
         self.agent.start()  # opens the journal, which creates the outbox table

@@ -72,6 +72,10 @@ EXIT_FAILED: Final = 1
 EXIT_INVALID: Final = 2
 DEFAULT_DB: Final = "provgate-ledger.db"
 IMPORT_BATCH: Final = 10_000
+GIL_SWITCH_S: Final = 0.001
+"""Python's thread switch interval in a serving gateway: the network thread answering
+requests must not wait the default 5 ms for the interpreter while the background thread
+ingests events."""
 
 app = typer.Typer(
     help="Provenance ledger: EPCIS 2.0 events, CBV event hashes, signed blocks, proofs.",
@@ -535,6 +539,7 @@ def _serve(config: GatewayConfig, *, mqtt: bool, http: bool) -> None:
 
     if not (mqtt or http):
         _fail("nothing to run: the part asked for is disabled in the config")
+    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
     log = logging.getLogger("gateway")
     if config.uses_demo_secret:
         log.warning("using the documented example site secret: demo only, never in production")

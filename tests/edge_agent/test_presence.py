@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from edge_agent.presence import MAX_NAMES, Presence, availability_payload, wire_name
 from edge_agent.profile import GateProfile, PresenceSettings
-from edge_agent.runner import build_gate
+from edge_agent.runner import GIL_SWITCH_S, build_gate
 from edge_agent.verify_client import VerifyClient
 from gateway.registry import GateStatus
 from gateway.service import open_service
@@ -346,8 +346,11 @@ def test_the_real_gateway_records_the_running_gate_online_with_counters_and_heal
         gates = ledger.registry.gates()
         return next((g for g in gates if (g.site, g.gate) == (site_id, GATE)), None)
 
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)  # Python's default
     try:
         assert run.start()
+        assert sys.getswitchinterval() == GIL_SWITCH_S, "threads hand over every millisecond"
         assert isinstance(run.gate_io, SimGateIo)
         run.gate_io.trigger()  # an item no source read: held
         assert run.agent.wait_idle(5)
@@ -356,6 +359,7 @@ def test_the_real_gateway_records_the_running_gate_online_with_counters_and_heal
         run.stop()
         assert wait_until(lambda: (s := status()) is not None and not s.online)
     finally:
+        sys.setswitchinterval(switch)
         service.stop()
         ledger.close()
     assert online is not None
