@@ -5,7 +5,9 @@ gate processes (the real agent with vision, simulated devices on ptys, a conveyo
 items/s each. Scan-to-decision is the photo-eye trigger to the journaled decision: it
 includes the item's read window (the reads of an item are complete only when its window
 closes: window + lead + read grace, 30-32 ms in the demo profiles), so it is also shown
-from the window's close, the gate's own processing time. Baseline in the same run: the
+from the window's close, the gate's own processing time. The simulated cameras' frames are
+rendered and decoded before the belt starts (simulators/gate_sim.py, up to 512 MB a gate),
+as a real camera delivers them without the gate's CPU. Baseline in the same run: the
 no-op MQTT responder's QoS 1 round trip through its own private mosquitto.
 
 PROVGATE_BENCH_SITE_ITEMS (items per gate, default 200), PROVGATE_BENCH_SITE_GATES (4),

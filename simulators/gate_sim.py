@@ -39,7 +39,14 @@ from edge_agent.runner import GateRun, build_gate
 from gatewire.yamlconfig import ConfigError, read_yaml_file
 from hardware.camera.driver import OpenCvCamera
 from hardware.gate_io.sim import SimGateIo
-from simulators.belt_camera import SOURCE_PREFIX, BeltCameras, label_id, render_label_frames
+from simulators.belt_camera import (
+    SOURCE_PREFIX,
+    BeltCameras,
+    FrameData,
+    decode_frame,
+    label_id,
+    render_label_frames,
+)
 from simulators.conveyor import BeltItem, Conveyor
 from simulators.gate_result import GateReport, build_result, read_journal
 from simulators.labels import sample_seed
@@ -59,6 +66,11 @@ EXIT_BAD_INPUT: Final = 2
 RFID_READ_RATE_HZ: Final = 250.0
 _SETTLE_S: Final = 0.1  # after the last diverter moment: its journal write, the pulse's end
 _CAMERA_OPEN_S: Final = 5.0
+DECODED_BUDGET_BYTES: Final = 512 * 1024 * 1024
+"""Frames are decoded before the belt starts while they fit this (a 640×480 frame is 0.9 MB):
+a camera delivers its frames without the gate's CPU, so the simulator's JPEG decoding
+should not compete with the agent during the run. Frames beyond it stay JPEG and are
+decoded just before their item reaches the photo eye."""
 
 
 class BadInputError(Exception):
@@ -217,20 +229,27 @@ def prerender(
     progress_s: float,
     stop: threading.Event,
 ) -> tuple[list[BeltItem], float]:
-    """Every item's belt view (labels rendered now, not on the belt); (items, seconds)."""
+    """Every item's belt view (labels rendered now, not on the belt, and decoded while
+    they fit ``DECODED_BUDGET_BYTES``); (items, seconds)."""
     vision = profile.vision
     frames = 0 if vision is None or not profile.devices.cameras else 2 if vision.two_frame else 1
     started = next_line = time.monotonic()
     out = []
+    budget = DECODED_BUDGET_BYTES
     for count, item in enumerate(items):
         if stop.is_set():
             break
-        views: tuple[bytes, ...] = ()
+        views: tuple[FrameData, ...] = ()
         if frames:
             own = sample_seed(seed, item.seq)
             views = render_label_frames(
                 own, item.label_kind, label_id(item.barcode, item.item), frames
             )
+            decoded = [decode_frame(view) for view in views] if budget > 0 else []
+            images = [image for image in decoded if image is not None]
+            if images and len(images) == len(views):  # an undecodable one stays as it is
+                views = tuple(images)
+                budget -= sum(image.nbytes for image in images)
         out.append(BeltItem(item.seq, item.barcode, item.rfid_epc, views))
         if time.monotonic() >= next_line:
             next_line += progress_s

@@ -9,10 +9,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from edge_agent.vision.layout import LabelKind
@@ -209,3 +211,32 @@ def test_a_gate_that_cannot_start_exits_1(
     assert run.returncode == 1, run.stderr[-2000:]
     assert "could not start" in run.stderr
     assert not (tmp_path / "result.json").exists()
+
+
+def test_frames_are_decoded_before_the_belt_runs_while_they_fit_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first item's frames fit the budget: decoded now, the very images the camera would
+    decode from the JPEG; the next ones no longer fit and stay JPEG."""
+    from edge_agent.profile import load_gate_profile
+    from simulators import gate_sim
+    from simulators.belt_camera import decode_frame, label_id, render_label_frames
+    from simulators.labels import sample_seed
+
+    monkeypatch.setattr(gate_sim, "DECODED_BUDGET_BYTES", 1)
+    items = scenario()[:2]
+    belt, _ = gate_sim.prerender(items, load_gate_profile(PROFILE), 5, 60.0, threading.Event())
+    first, second = belt
+    jpeg = render_label_frames(
+        sample_seed(5, items[0].seq),
+        items[0].label_kind,
+        label_id(items[0].barcode, ""),
+        len(first.frames),
+    )
+    assert first.frames
+    for image, data in zip(first.frames, jpeg, strict=True):
+        assert isinstance(image, np.ndarray)
+        decoded = decode_frame(data)
+        assert decoded is not None
+        assert np.array_equal(image, decoded)
+    assert all(isinstance(frame, bytes) for frame in second.frames)
