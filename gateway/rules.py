@@ -29,7 +29,8 @@ from gateway.inspection import (
 from gateway.items import HEAD_SQL, ItemProjection, ItemRecord, ItemStatus
 from gateway.ledger.store import SqlStore
 from gateway.policy import OK, REASON_RANK, Policy, Reason
-from gateway.registry import Registry, RegistryError, Seller, SellerStatus
+from gateway.registry import Registry, Seller, SellerStatus
+from gateway.seller_notes import SellerNotes, record_seller_notes
 from gatewire.item import CanonicalItemId
 from gatewire.messages import Decision, VisionVerdict
 
@@ -168,8 +169,11 @@ class Verifier:
         inspection_secret: bytes,
         aliases: Iterable[str] = (),
         inbound: Callable[[str], bool] | None = None,
+        notes: SellerNotes | None = None,
     ) -> None:
         self.store = store
+        self.notes = notes
+        """Writes the seller bookkeeping off the reply path; None: written inline."""
         self.policy = policy
         self.site = site
         self.projection = ItemProjection(store)
@@ -308,17 +312,28 @@ class Verifier:
         """Learn or register first-seen sellers and count REJECTs per seller.
 
         Neither bumps the registry version (no worker reloads the registry for them):
-        a seller registered by another worker is read here by ID, once.
+        a seller registered by another worker is read here by ID, once. Handed to
+        :attr:`notes`, a seller stays unregistered here (new: the highest rate) until read
+        back, and the REJECTs are added to the cached recent count meanwhile.
         """
+        handed_off = False
         try:
             self._learn_sellers(unseen)
             missing = sorted(s for s in unseen if s not in self._sellers)
             if missing or rejected:
-                self._record(missing, rejected, now)
+                handed_off = self._record(missing, rejected, now)
         except Exception:  # the verdicts stand; only the bookkeeping is lost
             log.exception("could not record seller outcomes")
-        for seller in rejected:
-            self._rejects.pop(seller, None)
+        for seller, count in Counter(rejected).items():
+            if not handed_off:
+                self._rejects.pop(seller, None)  # read again, with this REJECT
+                continue
+            try:
+                recent = self._recent_rejects(seller, now)
+            except Exception:
+                log.exception("could not read the recent rejects of seller %.80r", seller)
+                continue
+            self._rejects[seller] = (self._rejects[seller][0], recent + count)
 
     def _learn_sellers(self, ids: Iterable[str]) -> None:
         """Add sellers the registry knows (registered since the last reload) to the cache."""
@@ -327,19 +342,15 @@ class Verifier:
             if seller.status is SellerStatus.SUSPENDED:
                 self._suspended = self._suspended | {seller.seller_id}
 
-    def _record(self, missing: list[str], rejected: list[str], now: float) -> None:
-        """Register ``missing`` sellers and note ``rejected`` REJECTs, in one transaction."""
-        with self.store.write():
-            for seller in missing:
-                try:
-                    self._sellers[seller] = self.registry.ensure_seller(seller, now)
-                except RegistryError as exc:  # a seller ID the registry refuses
-                    log.warning("seller %.80r not registered: %s", seller, exc)
-            for seller in rejected:
-                try:
-                    self.registry.note_outcome(seller, Decision.REJECT.value, now)
-                except RegistryError as exc:
-                    log.warning("REJECT of seller %.80r not recorded: %s", seller, exc)
+    def _record(self, missing: list[str], rejected: list[str], now: float) -> bool:
+        """Register ``missing`` sellers and note ``rejected`` REJECTs: handed to the seller
+        notes' thread when there is one (off the reply path: True), else written here in
+        one transaction (False)."""
+        if self.notes is not None and self.notes.submit(missing, rejected, now):
+            return True
+        for seller in record_seller_notes(self.registry, missing, rejected, now):
+            self._sellers[seller.seller_id] = seller
+        return False
 
     def _rate(self, seller: str | None, vision_score: float | None, batch: _Batch) -> float:
         """The item's inspection rate; per seller and vision class, worked out once a batch.

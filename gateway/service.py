@@ -803,9 +803,12 @@ def open_service(config: GatewayConfig) -> GatewayService:
     from gateway.ledger.store import open_store
     from gateway.registry import Registry
     from gateway.rules import Verifier
+    from gateway.seller_notes import SellerNotes
 
     site_key = Keystore(config.keys_dir()).load_or_generate(config.site_org)
     store = open_store(config.ledger_url)
+    reopen = store.reopener()
+    notes = None if reopen is None else SellerNotes(reopen)
     try:
         verifier = Verifier(
             store,
@@ -814,8 +817,11 @@ def open_service(config: GatewayConfig) -> GatewayService:
             inspection_secret=config.inspection_secret_bytes(),
             aliases=[config.location],
             inbound=lambda gate: config.gate(gate).kind is GateKind.INBOUND,
+            notes=notes,
         )
     except BaseException:
+        if notes is not None:
+            notes.close()
         store.close()
         raise
 
@@ -827,6 +833,11 @@ def open_service(config: GatewayConfig) -> GatewayService:
             ledger.close()
             raise
 
+    def stopped() -> None:
+        if notes is not None and not notes.close():
+            log.warning("gateway: seller notes still being written at stop")
+        store.close()
+
     service = GatewayService(config, verifier, background)
-    service.on_stopped = store.close
+    service.on_stopped = stopped
     return service
