@@ -145,24 +145,18 @@ class LabelChecker:
         corners, failure = locate(images[0])
         if corners is None:
             raise _UnreadableError(failure.value if failure else "no_label")
-        clock = _lap(timings, "locate", clock)
-        model = self.model
-        label = warp_label(images[0], corners, model.width, model.height)
-        clock = _lap(timings, "warp", clock)
-        try:
-            score = model.classify(label)
-        except (RuntimeError, ValueError) as exc:
-            _log.warning("label model failed: %s", exc)
-            raise _UnreadableError("model_error") from exc
+        _lap(timings, "locate", clock)
+        two_frame = self.config.two_frame and len(images) == 2
+        score, label = self._score(images[0], corners, timings, keep_label=two_frame)
         if math.isnan(score):
             raise _UnreadableError("model_error")
-        clock = _lap(timings, "infer", clock)
+        clock = time.perf_counter()
 
         reasons = []
         if score < self.threshold:
             reasons.append("label_model")
         shift = None
-        if self.config.two_frame and len(images) == 2:
+        if label is not None:  # two frames, and the gate's option on
             shift = self._hue_shift(label, images, corners)
             if shift is None:
                 reasons.append("colour_shift_missing")
@@ -176,6 +170,39 @@ class LabelChecker:
             _lap(timings, "datamatrix", clock)
         verdict = VisionVerdict.SUSPECT if reasons else VisionVerdict.GENUINE
         return VisionResult(verdict, score, tuple(reasons), item_id, shift, view)
+
+    def _score(
+        self,
+        frame: NDArray[np.uint8],
+        corners: NDArray[np.float32],
+        timings: dict[str, float],
+        *,
+        keep_label: bool,
+    ) -> tuple[float, NDArray[np.uint8] | None]:
+        """The model's genuine score for the label at ``corners``, and the warped label if
+        ``keep_label``; without it the label is warped straight into the model's input.
+        Times the warp and the inference."""
+        model = self.model
+        clock = time.perf_counter()
+
+        def write_label(out: NDArray[np.uint8]) -> None:
+            nonlocal clock
+            warp_label(frame, corners, model.width, model.height, out)
+            clock = _lap(timings, "warp", clock)
+
+        label = None
+        try:
+            if keep_label:
+                label = warp_label(frame, corners, model.width, model.height)
+                clock = _lap(timings, "warp", clock)
+                score = model.classify(label)
+            else:
+                score = model.classify_written(write_label)
+        except (RuntimeError, ValueError) as exc:
+            _log.warning("label model failed: %s", exc)
+            raise _UnreadableError("model_error") from exc
+        _lap(timings, "infer", clock)
+        return score, label
 
     def _hue_shift(
         self,

@@ -143,6 +143,8 @@ class LoadedModel:
         self._output_index = int(outputs[0]["index"])
         self._input_shape = tuple(shape)
         self._quantise = self._quantiser()
+        self._input_buffer = interpreter.tensor(self._input_index)
+        self._in_place = self._in_place_mapping()
 
     def _quantiser(self) -> Callable[[NDArray[np.uint8]], NDArray[Any]]:
         """The cheapest exact mapping from uint8 pixels (real value x/255) to the input."""
@@ -163,6 +165,19 @@ class LoadedModel:
             return clipped.astype(self.input_dtype)
 
         return general
+
+    def _in_place_mapping(self) -> bool | None:
+        """Whether the input takes pixels with their top bit flipped (True) or as they are
+        (False), so a label image can be written into the input buffer and quantised there;
+        None for any other input."""
+        q = self.input_quantisation
+        if q.is_float or not math.isclose(q.scale * 255, 1.0, rel_tol=1e-3):
+            return None
+        if self.input_dtype == np.int8 and q.zero_point == -128:
+            return True
+        if self.input_dtype == np.uint8 and q.zero_point == 0:
+            return False
+        return None
 
     def quantise(self, label_bgr: NDArray[np.uint8]) -> NDArray[Any]:
         """``label_bgr`` (H × W × 3, uint8) as the model's input tensor, [1, H, W, 3]."""
@@ -197,6 +212,30 @@ class LoadedModel:
     def classify(self, label_bgr: NDArray[np.uint8]) -> float:
         """Genuine score (0..1) of an upright BGR label image at the model's input size."""
         return self.invoke(self.quantise(label_bgr))
+
+    def classify_written(self, write: Callable[[NDArray[np.uint8]], object]) -> float:
+        """Genuine score of the label image ``write`` puts into the H × W × 3 uint8 array
+        it is handed (every pixel of it).
+
+        For an input that takes pixels as they are or with the top bit flipped (int8,
+        scale 1/255, zero point -128), that array is the interpreter's own input buffer,
+        quantised where it lies: no label image, no copy into the tensor. It is let go
+        before the interpreter runs, which refuses to while a view of its buffers lives.
+        """
+        flip = self._in_place
+        if flip is None:
+            image = np.empty(self._input_shape[1:], np.uint8)
+            write(image)
+            return self.classify(image)
+        pixels = self._input_buffer()[0].view(np.uint8)
+        try:
+            write(pixels)
+            if flip:
+                np.bitwise_xor(pixels, np.uint8(128), out=pixels)
+        finally:
+            del pixels
+        self.interpreter.invoke()
+        return self.score_output(self.interpreter.get_tensor(self._output_index))
 
 
 def load_interpreter(

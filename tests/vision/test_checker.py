@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from edge_agent.vision.checker import LabelChecker, VisionResult
 from edge_agent.vision.config import DEFAULT_THRESHOLD, VisionConfig
 from edge_agent.vision.layout import LabelKind
+from edge_agent.vision.preprocess import locate_label, warp_label
 from edge_agent.vision.runtime import ModelLoadError, load_interpreter
 from gatewire.messages import VisionVerdict
 from simulators.labels import render_sample
@@ -53,6 +54,16 @@ def test_a_rendered_label_gets_a_verdict_score_and_item_id(checker: LabelChecker
     assert result.item_id == sample.item_id
     assert result.hue_shift_deg is None
     assert {"locate", "warp", "infer", "datamatrix", "total"} <= set(result.timings)
+
+
+def test_the_score_is_the_models_score_for_the_warped_label(checker: LabelChecker) -> None:
+    """One frame is warped straight into the model's input; it must score as the image."""
+    frame = render_sample(6, LabelKind.GENUINE, frames=1).frames[0]
+    corners = locate_label(frame)
+    assert corners is not None
+    model = checker.model
+    expected = model.classify(warp_label(frame, corners, model.width, model.height))
+    assert checker.check([frame]).score == expected
 
 
 def test_jpeg_bytes_are_decoded_and_checked(checker: LabelChecker) -> None:
@@ -122,10 +133,10 @@ def test_a_truncated_jpeg_never_raises(checker: LabelChecker) -> None:
 def test_a_failing_model_gives_no_verdict(
     checker: LabelChecker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(label: NDArray[np.uint8]) -> float:
+    def broken() -> None:
         raise RuntimeError("tensor allocation failed")
 
-    monkeypatch.setattr(checker.model, "classify", broken)
+    monkeypatch.setattr(checker.model.interpreter, "invoke", broken)
     result = checker.check(render_sample(3, LabelKind.GENUINE, frames=1).frames)
     _assert_unreadable(result, "model_error")
 
@@ -133,10 +144,10 @@ def test_a_failing_model_gives_no_verdict(
 def test_an_unexpected_bug_gives_no_verdict_not_an_exception(
     checker: LabelChecker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def buggy(label: NDArray[np.uint8]) -> float:
+    def buggy() -> None:
         raise KeyError("bug")
 
-    monkeypatch.setattr(checker.model, "classify", buggy)
+    monkeypatch.setattr(checker.model.interpreter, "invoke", buggy)
     result = checker.check(render_sample(3, LabelKind.GENUINE, frames=1).frames)
     _assert_unreadable(result, "internal_error")
 

@@ -133,6 +133,32 @@ def test_warp_returns_the_label_upright_at_the_requested_size() -> None:
     assert float(np.abs(warped.astype(np.int16) - expected).mean()) < 12.0
 
 
+def test_warp_into_a_given_array_fills_it_with_the_same_image() -> None:
+    frame = _place(_belt(3), _label_art(3), _pose(15.0, 1.1, (320, 240)))
+    corners = locate_label(frame)
+    assert corners is not None
+    out = np.zeros((96, 160, 3), np.uint8)
+    assert warp_label(frame, corners, 160, 96, out) is out
+    assert np.array_equal(out, warp_label(frame, corners, 160, 96))
+
+
+@pytest.mark.parametrize(
+    "corners",
+    [
+        [[-40.0, -30.0], [700.0, -30.0], [700.0, 520.0], [-40.0, 520.0]],  # past every edge
+        [[600.0, 440.0], [630.0, 440.0], [630.0, 470.0], [600.0, 470.0]],  # in a corner
+        [[np.nan, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]],
+    ],
+    ids=["beyond-frame", "corner", "nan"],
+)
+def test_warp_of_any_corners_gives_an_image_of_the_requested_size(
+    corners: list[list[float]],
+) -> None:
+    frame = _belt(3)
+    warped = warp_label(frame, np.array(corners, np.float32), 160, 96)
+    assert warped.shape == (96, 160, 3)
+
+
 @pytest.mark.parametrize(
     ("frame", "failure"),
     [

@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,43 @@ def test_quantised_input_matches_the_affine_formula(model: LoadedModel) -> None:
         assert np.array_equal(tensor[0].astype(np.int32), expected.astype(np.int32))
 
 
+def test_a_label_written_into_the_input_scores_as_the_same_image_classified(
+    model: LoadedModel,
+) -> None:
+    rng = np.random.default_rng(2)
+    seen: list[tuple[tuple[int, ...], np.dtype[np.uint8]]] = []
+    for _ in range(3):
+        label = rng.integers(0, 256, (model.height, model.width, 3), dtype=np.uint8)
+
+        def write(out: np.ndarray, label: np.ndarray = label) -> None:
+            seen.append((out.shape, out.dtype))
+            out[...] = label
+
+        assert model.classify_written(write) == model.classify(label)
+    assert seen == [((model.height, model.width, 3), np.dtype(np.uint8))] * 3
+
+
+def test_a_failing_write_leaves_the_interpreter_usable(model: LoadedModel) -> None:
+    """The interpreter refuses to run while a view of its buffers lives; none may linger."""
+
+    def failing(out: np.ndarray) -> None:
+        raise ValueError("warp failed")
+
+    with pytest.raises(ValueError, match="warp failed"):
+        model.classify_written(failing)
+    label = np.full((model.height, model.width, 3), 200, np.uint8)
+    assert model.classify_written(lambda out: np.copyto(out, label)) == model.classify(label)
+
+
+def test_an_input_quantised_otherwise_is_written_to_an_image_then_quantised() -> None:
+    stub = _StubInterpreter(np.int8, (1 / 256, -128), 0, input_quantization=(1 / 127.5, 0))
+    model = LoadedModel(stub, "stub")
+    assert model.classify_written(lambda out: out.fill(255)) == 0.5
+    assert stub.last_input is not None
+    assert np.all(stub.last_input == 127)  # 1.0 at scale 1/127.5, not the raw pixel
+    assert not stub.buffer.any()  # the interpreter's buffer was not written
+
+
 def test_a_label_of_the_wrong_size_is_refused(model: LoadedModel) -> None:
     with pytest.raises(ValueError, match="label image must be"):
         model.classify(np.zeros((model.height + 1, model.width, 3), np.uint8))
@@ -191,13 +229,17 @@ class _StubInterpreter:
         quantization: tuple[float, int],
         raw: int,
         input_shape: tuple[int, ...] = (1, 32, 64, 3),
+        input_quantization: tuple[float, int] = (1 / 255, -128),
     ) -> None:
         self.dtype, self.quantization, self.raw = dtype, quantization, raw
-        self.input_shape = input_shape
+        self.input_shape, self.input_quantization = input_shape, input_quantization
+        self.buffer = np.zeros(input_shape, np.int8)
+        self.last_input: np.ndarray | None = None
 
     def get_input_details(self) -> list[dict[str, object]]:
         shape = np.array(self.input_shape)
-        return [{"shape": shape, "dtype": np.int8, "quantization": (1 / 255, -128), "index": 0}]
+        quantization = self.input_quantization
+        return [{"shape": shape, "dtype": np.int8, "quantization": quantization, "index": 0}]
 
     def get_output_details(self) -> list[dict[str, object]]:
         shape = np.array([1, 1])
@@ -205,14 +247,17 @@ class _StubInterpreter:
             {"shape": shape, "dtype": self.dtype, "quantization": self.quantization, "index": 1}
         ]
 
-    def set_tensor(self, index: int, tensor: object) -> None:
-        pass
+    def set_tensor(self, index: int, tensor: np.ndarray) -> None:
+        self.last_input = np.array(tensor)
 
     def invoke(self) -> None:
         pass
 
     def get_tensor(self, index: int) -> np.ndarray:
         return np.array([[self.raw]], dtype=self.dtype)
+
+    def tensor(self, index: int) -> Callable[[], np.ndarray]:
+        return lambda: self.buffer
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
-from numpy.typing import NDArray
 
 from edge_agent.vision.checker import FrameInput, LabelChecker, VisionResult
 from edge_agent.vision.config import VisionConfig
@@ -47,15 +46,15 @@ def blocked() -> Iterator[tuple[VisionWorker, SlowChecker]]:
 
 def test_a_slow_model_does_not_block_the_submitter(monkeypatch: pytest.MonkeyPatch) -> None:
     checker = LabelChecker(VisionConfig(model_path=model_under_test(), decode_datamatrix=False))
-    classify = checker.model.classify
+    invoke = checker.model.interpreter.invoke
     on_thread: list[str] = []
 
-    def slow_classify(label: NDArray[np.uint8]) -> float:
+    def slow_invoke() -> None:
         on_thread.append(threading.current_thread().name)
         time.sleep(0.3)
-        return classify(label)
+        invoke()
 
-    monkeypatch.setattr(checker.model, "classify", slow_classify)
+    monkeypatch.setattr(checker.model.interpreter, "invoke", slow_invoke)
     frames = render_sample(22, LabelKind.GENUINE, frames=1).frames
     with VisionWorker(checker, queue_size=4) as worker:
         started = time.perf_counter()
