@@ -341,10 +341,16 @@ def rss_mb(pid: int) -> float:
 
 
 def write_config(
-    directory: Path, url: str, ledger: str, keys: Path, secret: bytes, workers: int = WORKERS
+    directory: Path,
+    url: str,
+    ledger: str,
+    keys: Path,
+    secret: bytes,
+    workers: int = WORKERS,
+    name: str = "gateway.yaml",
 ) -> Path:
-    """The gateway config of the run."""
-    path = directory / f"gateway-{workers}.yaml"
+    """The gateway config of the run, ``directory / name`` (bench_agent reads the default)."""
+    path = directory / name
     path.write_text(
         yaml.safe_dump(
             {
@@ -388,7 +394,10 @@ def run() -> list[Figure]:
                 gateway.close()
             scaled = scaled_rss = 0.0
             if SCALE_WORKERS > 1:
-                config = write_config(directory, broker.url, ledger, keys, secret, SCALE_WORKERS)
+                scaled_name = "gateway-scaled.yaml"
+                config = write_config(
+                    directory, broker.url, ledger, keys, secret, SCALE_WORKERS, scaled_name
+                )
                 gateway = GatewayProcess(config, directory / "gateway-scaled.log")
                 try:
                     scaled = measure_batches(broker.url, requests)
