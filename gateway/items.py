@@ -31,7 +31,7 @@ from typing import Any, Final, NamedTuple
 from biip.checksums import gs1_standard_check_digit
 
 from gateway.ledger.epcis import SELLER_BTT
-from gateway.ledger.store import SqlStore
+from gateway.ledger.store import SqlStore, StoreError
 from gateway.registry import OrgRole, Registry
 from gatewire.epc import EpcError, decode_epc_uri
 from gatewire.identity import parse_item_id
@@ -44,8 +44,15 @@ _IN_CHUNK: Final = 500
 _HWM = "items"
 #: Marks ``gw_item_names`` as filled up to the items' mark (row of ``gw_items_hwm``).
 _NAMES_HWM = "names"
-#: The ledger's last seq (NULL when empty): what sync() compares its mark with.
-HEAD_SQL: Final = "SELECT MAX(seq) FROM events"
+#: The ledger's last seq if the projection has not applied it yet, else NULL (also when the
+#: ledger is empty): what sync() compares its mark with. Read in the same statement as
+#: records (the verifier's one read), it says whether they are current: NULL means every
+#: event of that snapshot is applied, so no sync (no write transaction) is needed, even
+#: when another thread or worker appended and folded events since this object last synced.
+HEAD_SQL: Final = (
+    f"SELECT MAX(seq) FROM events WHERE seq > "
+    f"COALESCE((SELECT last_seq FROM gw_items_hwm WHERE name = '{_HWM}'), 0)"
+)
 
 
 class ProjectionError(RuntimeError):
@@ -629,35 +636,67 @@ class ItemProjection:
         )
         if not events:
             return 0, hwm
+        parsed = [(int(seq), str(signer), json.loads(text)) for seq, text, signer in events]
+        self._write_fold(self._fold(parsed))
+        last = parsed[-1][0]
+        self._set_mark(_HWM, last)
+        return len(events), last
+
+    def apply_appended(self, events: Sequence[tuple[int, str, Mapping[str, Any]]]) -> bool:
+        """Fold events just appended, as ``(seq, signer, event)`` in seq order, inside the
+        caller's write transaction (the appender's: the fold commits with the append, so
+        the verifiers find nothing to sync). True if folded; False, changing nothing, when
+        the projection is behind (events before them not applied yet: :meth:`sync` applies
+        them all later, as for any appender) or when the current records cannot be read
+        (the verifier then fails closed, as before)."""
+        if not events:
+            return True
+        first, last = events[0][0], events[-1][0]
+        if last - first + 1 != len(events) or self.high_water_mark() != first - 1:
+            return False
+        try:
+            fold = self._fold(events)
+        except (ProjectionError, StoreError, KeyError, TypeError, ValueError):
+            return False
+        self._write_fold(fold)
+        self._set_mark(_HWM, last)
+        self._synced = max(self._synced, last)
+        return True
+
+    def _fold(
+        self, events: Iterable[tuple[int, str, Mapping[str, Any]]]
+    ) -> tuple[dict[str, ItemRecord], dict[str, tuple[str, int]]]:
+        """The records the events change (read, then folded in order) and the names they
+        give items; reads only."""
         parsed: list[tuple[_EventFacts, list[tuple[str, str, str | None]]]] = []
         keys: set[str] = set()
         names: dict[str, tuple[str, int]] = {}
-        for seq, text, signer in events:
-            event = json.loads(text)
+        for seq, signer, event in events:
             items = []
             for name in _names(event):
                 found = item_key_of(name)
                 if found is not None:
                     items.append(found)
                     if name not in names:
-                        names[name] = (found[0], int(seq))
+                        names[name] = (found[0], seq)
             parent = event.get("parentID")
             if isinstance(parent, str) and parent:
-                _note_name(names, parent, int(seq))
+                _note_name(names, parent, seq)
             if items:
-                parsed.append((_facts(int(seq), str(signer), event), items))
+                parsed.append((_facts(seq, signer, event), items))
                 keys.update(k for k, _, _ in items)
         records = self._fetch(sorted(keys))
         sites = self._sites() if parsed else frozenset()
         for f, items in parsed:
             for key, serial, prefix in items:
                 records[key] = apply_event(records.get(key), key, serial, prefix, f, sites)
+        return records, names
+
+    def _write_fold(self, fold: tuple[dict[str, ItemRecord], dict[str, tuple[str, int]]]) -> None:
+        records, names = fold
         if records:
-            store._executemany(self._upsert, [_row(r) for r in records.values()])
+            self.store._executemany(self._upsert, [_row(r) for r in records.values()])
         self._insert_names(names)
-        last = int(events[-1][0])
-        self._set_mark(_HWM, last)
-        return len(events), last
 
     def _sites(self) -> frozenset[str]:
         """Organisations registered as sites (who, with the brand, may name a seller)."""

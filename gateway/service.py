@@ -19,8 +19,10 @@ MAC, is built from the wire templates, sealed with the gate's key and published 
 gate's verdict topic. Anything refused is counted by kind, logged once
 per burst, and answered with a sealed ``error`` when the gate is known from the topic.
 Events, heartbeats and statuses go through a bounded queue to a background thread that
-owns the database writes (ledger appends, gate status), so a slow disk never delays a
-verdict. Nothing a client sends can raise out of a paho callback.
+owns the database writes (ledger appends with the item projection's fold, gate status), so
+a slow disk never delays a verdict; it lets them gather for a few milliseconds, then records
+the events among them in one transaction. Nothing a client sends can raise out of a paho
+callback.
 """
 
 from __future__ import annotations
@@ -101,6 +103,11 @@ _ERROR_OF: Final = {
 }
 _DECISION_COUNTER: Final = {d: f"verdict.{d.value.lower()}" for d in Decision}
 _BACKGROUND_BATCH: Final = 500
+_LINGER_S: Final = 0.05
+"""How long the background thread lets messages gather after the first one before writing
+them. At the demo site's 80 gate events/s they arrive one by one; recorded alone, each paid
+a whole transaction: its statements, its commit (an fsync) and cold caches (measured with
+``python -m bench ingest``: 0.9 ms of CPU per event alone, 0.5 ms in fours)."""
 _HELD_ITEMS: Final = 1000
 """Most items held to be answered together (requests waiting are answered in one go)."""
 _HELD_REQUESTS: Final = 32
@@ -215,7 +222,8 @@ class GatewayService:
     ``verifier`` answers every request, on the network thread (and, under a lock, on the
     thread calling :meth:`stop` for the requests held then). ``make_background`` is called
     on the background thread to build what it writes with (its own database connection):
-    it returns ``(event sink, status sink, close)``.
+    it returns ``(event sink, status sink, close)``. After taking a message, the background
+    thread waits ``linger_s`` for more before writing them all in one transaction (0: no wait).
     """
 
     def __init__(
@@ -226,8 +234,10 @@ class GatewayService:
         | None = None,
         *,
         wall_clock: Callable[[], float] = time.time,
+        linger_s: float = _LINGER_S,
     ) -> None:
         self.config = config
+        self._linger_s = linger_s
         self.site = config.site
         self._verifier = verifier
         self._kinds: dict[str, GateKind] = {}
@@ -659,6 +669,8 @@ class GatewayService:
             stop = first is _STOP
             if isinstance(first, _Work):
                 batch.append(first)
+                if self._linger_s > 0 and self._queue.qsize() < _BACKGROUND_BATCH:
+                    time.sleep(self._linger_s)  # one wake-up and one commit for what gathers
                 while len(batch) < _BACKGROUND_BATCH:
                     try:
                         more = self._queue.get_nowait()
