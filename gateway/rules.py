@@ -201,10 +201,12 @@ class Verifier:
     def _read(self, keys: Sequence[str]) -> tuple[dict[str, ItemRecord], int]:
         """The records of ``keys`` as of the ledger's head, and the registry version.
 
-        One statement reads the head, the version (the row ``Registry.version()`` reads,
-        the verifier's reload signal) and up to 500 records: one round trip per request on
-        PostgreSQL. Only when the head moved past what the projection is known to hold
-        (an event appended since, by any worker or the API) is it synced and read again.
+        One statement reads the ledger's last seq if the projection has not applied it
+        (``HEAD_SQL``: NULL when it has, as after the ingest's own fold), the version (the
+        row ``Registry.version()`` reads, the verifier's reload signal) and up to 500
+        records: one round trip per request on PostgreSQL. Only when events are unapplied
+        (appended by the API, or by an appender whose fold was skipped) is the projection
+        synced and read again: a write transaction, the one write before a verdict.
         """
         unique = list(dict.fromkeys(keys))
         meta, records = self.projection.lookup_with(_FRESH_SQL, unique[:_ONE_READ])
