@@ -246,6 +246,8 @@ class BeltScheduler:
         self.overspeed = 0
         """Checks that measured the belt faster than its configured top speed (then the
         first check, the deadline and possibly the shot come too late: fix speed_m_s)."""
+        self.errors = 0
+        """Checks that could not read the belt's position (the shot then fires at once)."""
 
     def when_reached(
         self, trigger_ts: float, callback: FireCallback, *, trigger_count: int | None = None
@@ -269,7 +271,13 @@ class BeltScheduler:
             self.checks += 1
         now = time.monotonic()
         geometry = self.timing.geometry
-        position = self.timing.remaining_and_speed(trigger_ts, now, count)
+        try:
+            position = self.timing.remaining_and_speed(trigger_ts, now, count)
+        except Exception:  # never lose the shot: fire now, as without an encoder
+            with self._lock:
+                self.errors += 1
+            log.exception("belt position unreadable: the diverter fires at the top-speed time")
+            position = None
         if position is None:  # no encoder (or a faulty one): the top-speed time, now past
             callback(max(0.0, now - (trigger_ts + geometry.fixed_divert_s)))
             return

@@ -131,6 +131,28 @@ def test_a_belt_faster_than_its_top_speed_is_reported(
     assert belts.overspeed >= 1
 
 
+def test_an_unreadable_belt_position_fires_the_shot_at_once_instead_of_losing_it(
+    gate: SimGateIo, scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check that cannot read the encoder (a driver bug, a vanished device) must not end
+    the item's schedule without a shot: the item would pass the diverter unhandled."""
+    timing = DiverterTiming(GEOMETRY, gate)
+    belts = BeltScheduler(timing, scheduler.call_at)
+    shots = Shots(gate)
+    t0 = time.monotonic() + 0.05
+    speeds(gate, t0, [(0.0, 0.5)])  # slow: the first check (top-speed time) keeps waiting
+
+    def unreadable(*_args: object) -> tuple[float, float] | None:
+        raise OSError("encoder gone")
+
+    belts.when_reached(t0, shots)
+    monkeypatch.setattr(timing, "remaining_and_speed", unreadable)
+    expected = t0 + GEOMETRY.fixed_divert_s
+    fired = shots.fired_at()
+    assert expected - EARLY_S <= fired <= expected + LATE_S
+    assert belts.errors == 1
+
+
 def test_without_an_encoder_the_shot_comes_at_the_top_speed_time(scheduler: Scheduler) -> None:
     with sim_gate(None) as gate:
         timing = DiverterTiming(GEOMETRY, gate)  # pulses_per_m, but the I/O counts none
