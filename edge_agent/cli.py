@@ -16,7 +16,6 @@ from typing import Annotated, Final
 import typer
 
 from edge_agent.profile import load_gate_profile
-from edge_agent.runner import build_gate
 from gatewire.yamlconfig import ConfigError
 from hardware.cli import EXIT_INVALID, reflow_help, stop_on_signals
 
@@ -92,6 +91,8 @@ def run(
     except ValueError as exc:
         raise _fail(f"{config}: gate key: {exc}") from None
     try:
+        from edge_agent.runner import build_gate  # the drivers, OpenCV and the model
+
         gate = build_gate(profile, key)
     except (ValueError, OSError, RuntimeError) as exc:
         raise _fail(f"{config}: cannot build the gate: {exc}") from None

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 from rich.console import Console
@@ -31,15 +31,10 @@ from rich.live import Live
 from rich.table import Table
 
 from hardware.cli import EXIT_INVALID
-from simulators.site_run import BROKERS, GateProgress, RunSettings, SiteRun, SiteRunError
-from simulators.site_summary import (
-    ItemOutcome,
-    LedgerCheck,
-    Summary,
-    check_ledger,
-    load_gate,
-    summarise,
-)
+
+if TYPE_CHECKING:  # the simulators (OpenCV, the gateway, its API) load when the demo runs
+    from simulators.site_run import GateProgress, RunSettings, SiteRun
+    from simulators.site_summary import ItemOutcome, LedgerCheck, Summary
 
 __all__ = ["demo"]
 
@@ -118,6 +113,8 @@ def demo(
     failed to start); 2 for bad options; 130 when interrupted (Ctrl-C), after a partial
     summary.
     """
+    from simulators.site_run import BROKERS, RunSettings
+
     if items is not None and duration is not None:
         raise _bad("--items and --duration exclude each other: give one")
     if broker not in BROKERS:
@@ -154,6 +151,8 @@ def _run(
     console: Console, directory: Path, settings: RunSettings, *, live_ui: bool, as_json: bool
 ) -> int:
     """Run the site, stop it, check and print what it did; the exit status."""
+    from simulators.site_run import SiteRun, SiteRunError
+
     console.print(
         f"[bold]provgate demo[/bold]: {settings.gates} gates × {settings.items} items at "
         f"{settings.rate:g} items/s, {settings.counterfeit_rate:.0%} counterfeits, seed "
@@ -202,6 +201,8 @@ def _stop_quietly(run: SiteRun) -> None:
 
 def _report(console: Console, run: SiteRun, *, interrupted: bool, as_json: bool) -> int:
     """Check the stopped run against the truth and the ledger, print it; the exit status."""
+    from simulators.site_summary import check_ledger, load_gate, summarise
+
     assert run.site is not None
     gates = [load_gate(p.gate, p.items_file, p.result_file) for p in run.plans]
     outcomes = [o for g in gates for o in g.items]

@@ -12,7 +12,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.vision.model_card import card_paths
-from edge_agent.vision.runtime import ModelLoadError, RuntimeName
+from edge_agent.vision.runtime_names import ModelLoadError, RuntimeName
 
 __all__ = [
     "DEFAULT_CARD_PATH",

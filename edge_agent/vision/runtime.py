@@ -19,10 +19,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, get_args
 
 import numpy as np
 from numpy.typing import NDArray
+
+from edge_agent.vision.runtime_names import ModelLoadError, RuntimeName
 
 __all__ = [
     "RUNTIME_ENV",
@@ -35,7 +37,6 @@ __all__ = [
     "load_interpreter",
 ]
 
-RuntimeName = Literal["auto", "ai_edge_litert", "tflite_runtime"]
 RUNTIME_ENV: Final = "PROVGATE_TFLITE_RUNTIME"
 _MODULES: Final = {
     "ai_edge_litert": ("ai_edge_litert.interpreter", "pip install ai-edge-litert"),
@@ -54,10 +55,6 @@ _MAX_INPUT_SIDE: Final = 1024
 
 class RuntimeUnavailableError(RuntimeError):
     """No usable TFLite runtime is installed (or the one asked for is not)."""
-
-
-class ModelLoadError(RuntimeError):
-    """The model file is missing, unreadable, or not a label model this code can run."""
 
 
 @dataclass(frozen=True, slots=True)
