@@ -498,6 +498,8 @@ class GateAgent:
         self._count("items")
         refs = self._check_refs(assembled.frames)
         early = self._early.pop(_key(refs), None) if refs else None
+        if early is not None and early.done() and _refused(early):
+            early = None  # the worker was busy then: ask again now
         if early is not None:
             self._count("vision_early")
             if early.done():
@@ -616,9 +618,11 @@ class GateAgent:
             if lag_s > DIVERTER_LAG_TOLERANCE_S:
                 self._count("diverter_late")
                 log.warning(
-                    "gate agent: diverter for %s fired %.0f ms late: check the item by hand",
+                    "gate agent: diverter for %s fired %s: check the item by hand",
                     window_id,
-                    lag_s * 1000,
+                    "blind (belt position unknown)"
+                    if math.isinf(lag_s)
+                    else f"{lag_s * 1000:.0f} ms late",
                 )
                 self.gate_io.set_light(LightColor.AMBER, LightMode.BLINK)
             if not actuation.applied:
@@ -661,14 +665,16 @@ class GateAgent:
     def _check_refs(self, refs: tuple[FrameRef, ...]) -> tuple[FrameRef, ...]:
         """The frames (of a window's, in time order) the label check gets: with several
         cameras, the first frame of each in profile order (camera A, then B: the two
-        lighting angles); with one camera, its first two frames (two LEDs alternating)."""
+        lighting angles); with one camera, its first two frames (two LEDs alternating), or
+        its first when the check uses one (``early_frames`` 1)."""
         cameras = dict.fromkeys(r.camera for r in refs)
         if len(cameras) > 1:
             order = [c for c in self.camera_order if c in cameras]
             order += [c for c in cameras if c not in order]
             first = {c: next(r for r in refs if r.camera == c) for c in order}
             refs = tuple(first[c] for c in order)
-        return refs[:2]
+            return refs[:2]
+        return refs[: self.early_frames or 2]  # one frame when the check uses only one
 
     def _images(self, refs: tuple[FrameRef, ...]) -> list[FrameInput]:
         """The kept images of ``refs`` (those still kept)."""
@@ -753,6 +759,14 @@ def _frame_order(ref: FrameRef) -> tuple[float, str, int]:
 
 def _key(refs: tuple[FrameRef, ...]) -> FrameKey:
     return tuple((r.camera, r.seq) for r in refs)
+
+
+def _refused(future: Future[VisionResult]) -> bool:
+    """The (done) early check was refused, not run: the vision worker was busy."""
+    try:
+        return "vision_busy" in future.result().reasons
+    except Exception:
+        return True
 
 
 def _vision_result(future: Future[VisionResult]) -> VisionResult:

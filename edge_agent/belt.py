@@ -194,11 +194,15 @@ class DiverterTiming:
                 f"belt encoder counted no pulse while item {event.item} blocked the photo "
                 f"eye for {blocked * 1000:.0f} ms"
             )
-            with self._lock:
-                first = self._fault is None
-                self._fault = self._fault or reason
-            if first:
-                log.error("%s: items are held until the agent restarts", reason)
+            self.latch_fault(reason)
+
+    def latch_fault(self, reason: str) -> None:
+        """Stop trusting the encoder until the agent restarts (every decision late: held)."""
+        with self._lock:
+            first = self._fault is None
+            self._fault = self._fault or reason
+        if first:
+            log.error("%s: items are held until the agent restarts", reason)
 
     def _position(
         self, trigger_ts: float, now: float, trigger_count: int | None
@@ -247,7 +251,9 @@ class BeltScheduler:
         """Checks that measured the belt faster than its configured top speed (then the
         first check, the deadline and possibly the shot come too late: fix speed_m_s)."""
         self.errors = 0
-        """Checks that could not read the belt's position (the shot then fires at once)."""
+        """Checks that could not read the belt's position: the shot then fires at once with
+        an infinite lag (the item may not be at the diverter: check it by hand) and the
+        encoder fault is latched."""
 
     def when_reached(
         self, trigger_ts: float, callback: FireCallback, *, trigger_count: int | None = None
@@ -273,11 +279,13 @@ class BeltScheduler:
         geometry = self.timing.geometry
         try:
             position = self.timing.remaining_and_speed(trigger_ts, now, count)
-        except Exception:  # never lose the shot: fire now, as without an encoder
+        except Exception as exc:  # never lose the shot: fire now, flagged, and trust no more
             with self._lock:
                 self.errors += 1
-            log.exception("belt position unreadable: the diverter fires at the top-speed time")
-            position = None
+            log.exception("belt position unreadable: the diverter fires blind")
+            self.timing.latch_fault(f"belt encoder unreadable: {exc}")
+            callback(math.inf)  # the item may not be there yet: checked by hand
+            return
         if position is None:  # no encoder (or a faulty one): the top-speed time, now past
             callback(max(0.0, now - (trigger_ts + geometry.fixed_divert_s)))
             return

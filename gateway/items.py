@@ -31,7 +31,7 @@ from typing import Any, Final, NamedTuple
 from biip.checksums import gs1_standard_check_digit
 
 from gateway.ledger.epcis import SELLER_BTT
-from gateway.ledger.store import SqlStore, StoreError
+from gateway.ledger.store import SqlStore
 from gateway.registry import OrgRole, Registry
 from gatewire.epc import EpcError, decode_epc_uri
 from gatewire.identity import parse_item_id
@@ -647,8 +647,9 @@ class ItemProjection:
         caller's write transaction (the appender's: the fold commits with the append, so
         the verifiers find nothing to sync). True if folded; False, changing nothing, when
         the projection is behind (events before them not applied yet: :meth:`sync` applies
-        them all later, as for any appender) or when the current records cannot be read
-        (the verifier then fails closed, as before)."""
+        them all later, as for any appender) or when the events cannot be folded. A
+        database error (StoreError) is raised: on PostgreSQL it has aborted the caller's
+        transaction, so run this in a :meth:`SqlStore.savepoint`."""
         if not events:
             return True
         first, last = events[0][0], events[-1][0]
@@ -656,7 +657,7 @@ class ItemProjection:
             return False
         try:
             fold = self._fold(events)
-        except (ProjectionError, StoreError, KeyError, TypeError, ValueError):
+        except (ProjectionError, KeyError, TypeError, ValueError):
             return False
         self._write_fold(fold)
         self._set_mark(_HWM, last)

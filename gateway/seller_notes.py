@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -94,23 +95,31 @@ class SellerNotes:
         return True
 
     def close(self, timeout: float = 10.0) -> bool:
-        """Write what is queued, then stop; True if the thread ended within ``timeout``."""
+        """Write what is queued, then stop; True if the thread ended within ``timeout``
+        (never blocks longer, even with a full queue or a thread that died)."""
+        deadline = time.monotonic() + timeout
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._queue.put(_STOP)  # after every note: submit() refuses from now on
-        self._thread.join(timeout)
+            first, self._closed = not self._closed, True  # submit() refuses from now on
+        if first:
+            try:  # after every note queued; waits for room while the thread writes
+                self._queue.put(_STOP, timeout=timeout)
+            except queue.Full:
+                log.warning("seller notes: still writing at close; the rest is dropped")
+        self._thread.join(max(0.0, deadline - time.monotonic()))
         return not self._thread.is_alive()
 
     def _run(self) -> None:
         try:
-            store = self._open_store()
-        except Exception:
-            log.exception("seller notes: cannot open the ledger; the verifier writes them")
+            self._serve()
+        except Exception:  # cannot open the ledger, or its registry: the verifier writes
+            log.exception("seller notes: stopped; the verifier writes the notes itself")
+        finally:
             with self._lock:
                 self._closed = True  # submit() refuses from now on: written inline
             self._drop_queued()
-            return
+
+    def _serve(self) -> None:
+        store = self._open_store()
         try:
             registry = Registry(store)
             stopping = False
@@ -146,7 +155,8 @@ class SellerNotes:
             log.exception("seller notes: %d note(s) not written", len(notes))
 
     def _drop_queued(self) -> None:
-        """Count the notes queued before the open failed as failed (logged above)."""
+        """Count the notes left in the queue when the thread ends as failed (none after a
+        clean stop: the stop marker comes after every note)."""
         while True:
             try:
                 item = self._queue.get_nowait()

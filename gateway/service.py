@@ -32,6 +32,7 @@ import itertools
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -706,12 +707,27 @@ class GatewayService:
                 self.counters.add("internal")
                 log.exception("gateway: could not handle a %s from %s", work.channel, work.gate)
         if events:
-            try:
-                result = sink.ingest(events)
-            except Exception:
-                self.counters.add("events.failed", len(events))
-                log.exception("gateway: could not record %d gate event(s)", len(events))
+            self._ingest(events, sink)
+
+    def _ingest(self, events: list[GateEvent], sink: EventSink) -> None:
+        """Record ``events`` in one transaction; if that fails, one by one (recording is
+        idempotent), so one event the database refuses does not take the others with it."""
+        try:
+            results = [sink.ingest(events)]
+        except Exception:
+            if len(events) == 1:
+                self.counters.add("events.failed")
+                log.exception("gateway: could not record a gate event from %s", events[0].gate)
                 return
+            log.warning("gateway: %d gate events not recorded together; one by one", len(events))
+            results = []
+            for event in events:
+                try:
+                    results.append(sink.ingest([event]))
+                except Exception:
+                    self.counters.add("events.failed")
+                    log.exception("gateway: could not record gate event %s", event.event_id)
+        for result in results:
             self.counters.add("events.recorded", int(result.recorded))
             if result.duplicates:
                 self.counters.add("events.duplicate", int(result.duplicates))
@@ -733,6 +749,9 @@ class GatewayService:
             return None
         if not isinstance(msg, GateEvent):
             self._refused("event", "malformed", f"{msg.type} on an event topic")
+            return None
+        if _has_control_characters(msg):  # PostgreSQL refuses NUL in text: never store them
+            self._refused("event", "malformed", "control characters in a text field")
             return None
         return msg
 
@@ -799,6 +818,17 @@ def _freeze_start_up_objects() -> None:
     gc.freeze()
 
 
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _has_control_characters(event: GateEvent) -> bool:
+    """True when a free-text field of the event (its seller, its item's serial, batch or
+    names) holds a control character: never a valid GS1 or seller ID."""
+    item = event.item
+    texts = (event.seller, item.serial, item.batch, item.epc_uri, item.digital_link)
+    return any(text is not None and _CONTROL.search(text) for text in texts)
+
+
 def _is_message_id(value: str) -> bool:
     return (
         8 <= len(value) <= 64 and all(c.isalnum() or c in "_-" for c in value) and value.isascii()
@@ -850,6 +880,10 @@ def open_service(config: GatewayConfig) -> GatewayService:
             log.warning("gateway: seller notes still being written at stop")
         store.close()
 
-    service = GatewayService(config, verifier, background)
+    try:
+        service = GatewayService(config, verifier, background)
+    except BaseException:
+        stopped()
+        raise
     service.on_stopped = stopped
     return service

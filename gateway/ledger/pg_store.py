@@ -89,6 +89,10 @@ class PostgresStore(SqlStore):
 
     def _send(self, statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
         """The pending statements, then ``statements``, in one pipeline (one round trip)."""
+        return [c.fetchall() if c.description else [] for c in self._pipeline(statements)]
+
+    def _pipeline(self, statements: Sequence[Statement]) -> list[psycopg.Cursor[Any]]:
+        """:meth:`_send`, giving the cursors of ``statements`` (their status messages)."""
         conn = self._conn
         pending, self._pending = self._pending, []
         if self._in_tx:
@@ -101,9 +105,9 @@ class PostgresStore(SqlStore):
                     else:
                         conn.execute(sql, params)
                 cursors = [conn.execute(sql, params) for sql, params in statements]
-            return [c.fetchall() if c.description else [] for c in cursors]
         except psycopg.Error as exc:
             raise StoreError(f"{self.url}: {exc}") from exc
+        return cursors  # the pipeline has synced: their results and statuses are in
 
     def _write(self, sql: str, params: Sequence[Any] = ()) -> None:
         if not self._in_tx:
@@ -175,8 +179,9 @@ class PostgresStore(SqlStore):
         try:
             yield
             if self._begun or len(self._pending) > len(_OPENING):
-                self._pending.append(("COMMIT", (), False))
-                self._send([])  # returns once the server has committed
+                (commit,) = self._pipeline([("COMMIT", ())])  # returns once committed
+                if commit.statusmessage != "COMMIT":  # an aborted transaction rolls back
+                    raise StoreError(f"{self.url}: the transaction was rolled back, not committed")
         except BaseException:
             self._pending = []
             if self._begun:

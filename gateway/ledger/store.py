@@ -208,6 +208,20 @@ class SqlStore(abc.ABC):
         with self._locked_transaction():
             yield self
 
+    @contextmanager
+    def savepoint(self, name: str = "provgate_part") -> Iterator[None]:
+        """Part of the current write transaction that, when it raises, is undone alone (the
+        transaction stays usable: on PostgreSQL a failed statement would otherwise abort
+        it, and its COMMIT would quietly roll everything back)."""
+        self._execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self._execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self._execute(f"RELEASE SAVEPOINT {name}")
+
     def head(self) -> tuple[int, bytes] | None:
         """(seq, chain) of the last event, or None when empty."""
         rows = self._execute("SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1")

@@ -154,6 +154,7 @@ def make_rig(tmp_path: Path, site_id: str) -> Iterator[Callable[..., Rig]]:
         camera_order: tuple[str, ...] = (),
         belt: BeltGeometry | None = None,
         early_frames: int = 0,
+        vision_queue: int = 4,
     ) -> Rig:
         key = derive_gate_key(SECRET, site_id, GATE)
         identity = GateIdentity(site_id, GATE, key)
@@ -168,7 +169,7 @@ def make_rig(tmp_path: Path, site_id: str) -> Iterator[Callable[..., Rig]]:
         verify = VerifyClient(url, site_id, GATE, key, batch_max=8)
         assert verify.start(5)
         checker = FakeChecker(vision_delay_s)
-        worker = VisionWorker(checker)
+        worker = VisionWorker(checker, queue_size=vision_queue)
         outbox = Outbox(path, url, f"outbox-{uuid.uuid4().hex[:8]}").start()
         agent = GateAgent(
             assembler=ItemAssembler(SETTINGS),
@@ -390,11 +391,11 @@ def test_an_early_check_of_other_frames_than_the_window_chooses_is_not_used(
     assert rig.agent.counters()["vision_early"] == 1
 
 
-def test_a_window_with_more_frames_than_the_early_check_took_is_checked_at_its_close(
+def test_a_check_of_one_frame_takes_the_window_s_first_and_ignores_the_rest(
     mosquitto: MosquittoBroker, make_rig: Callable[..., Rig]
 ) -> None:
-    """One camera, one frame expected, two taken: the early check of the first does not
-    stand for the window, whose label check gets both frames when it closes."""
+    """One camera, one frame per check (no two-frame option), two taken: the early check of
+    the first stands for the window; the second is never checked."""
     rig = make_rig(mosquitto.url, camera_order=("label",), early_frames=1)
     enter, _ = rig.io.trigger(0.05)
     for seq in (1, 2):
@@ -402,8 +403,34 @@ def test_a_window_with_more_frames_than_the_early_check_took_is_checked_at_its_c
         rig.agent.on_frame(Frame(image, seq, enter.ts + 0.01 * seq, time.time(), "label", "f"))
     assert rig.agent.wait_idle(5)
     checked = [[int(np.asarray(f)[0, 0, 0]) for f in frames] for frames in rig.checker.frames]
-    assert checked == [[1], [1, 2]]
-    assert rig.agent.counters()["vision_early"] == 0
+    assert checked == [[1]]
+    assert rig.agent.counters()["vision_early"] == 1
+
+
+def test_an_early_check_the_busy_worker_refused_is_asked_again_at_the_close(
+    mosquitto: MosquittoBroker, make_rig: Callable[..., Rig]
+) -> None:
+    """Three items in quick succession, a queue of one: the third's early check is refused
+    (vision_busy); by its window's close there is room, and it is checked then."""
+    rig = make_rig(
+        mosquitto.url,
+        camera_order=("label",),
+        early_frames=1,
+        vision_delay_s=0.04,
+        vision_queue=1,
+    )
+    for seq in (1, 2, 3):
+        enter, _ = rig.io.trigger(0.002)
+        image = np.full((8, 8, 3), seq, np.uint8)
+        rig.agent.on_frame(Frame(image, seq, enter.ts + 0.001, time.time(), "label", "f"))
+        time.sleep(0.003)
+    assert rig.agent.wait_idle(5)
+    checked = [int(np.asarray(frames[0])[0, 0, 0]) for frames in rig.checker.frames]
+    assert checked == [1, 2, 3]
+    with rig.journal() as journal:
+        third = journal.item(f"{rig.agent.assembler.id_prefix}-{3:08d}")
+    assert third is not None
+    assert third.vision_verdict is VisionVerdict.GENUINE
 
 
 def test_a_window_without_a_read_is_held_without_asking_the_gateway(

@@ -4,6 +4,7 @@ top-speed time; a decision after that point is late."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -151,6 +152,9 @@ def test_an_unreadable_belt_position_fires_the_shot_at_once_instead_of_losing_it
     fired = shots.fired_at()
     assert expected - EARLY_S <= fired <= expected + LATE_S
     assert belts.errors == 1
+    assert shots.lags == [math.inf], "flagged: the item may not be at the diverter yet"
+    assert timing.encoder_fault is not None, "no decision is timed by it any more"
+    assert timing.late(t0 + 1.0, t0 + 1.0), "so every later decision is held"
 
 
 def test_without_an_encoder_the_shot_comes_at_the_top_speed_time(scheduler: Scheduler) -> None:

@@ -3,6 +3,7 @@ the same records as a sync from the ledger, and verifiers that need no sync of t
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from gateway.ingest import EventIngestor
 from gateway.items import HEAD_SQL, ItemProjection, ItemRecord
 from gateway.ledger.epcis import BizStep, Disposition
 from gateway.ledger.ledger import Ledger
+from gateway.ledger.pg_store import PostgresStore
+from gateway.ledger.store import StoreError
 from gateway.registry import Registry
 from gateway.rules import Verifier
 from gatewire.identity import parse_item_id
@@ -185,3 +188,47 @@ def test_a_fold_that_cannot_read_the_records_leaves_them_to_sync_and_records_the
     assert ingestor.recorded(event.event_id) is not None
     assert ingestor.projection.high_water_mark() == mark
     assert Registry(ledger.store).version() >= 0  # the transaction committed cleanly
+
+
+def test_a_database_error_inside_the_fold_is_undone_alone_and_the_event_recorded(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a failed statement aborts the transaction and its COMMIT then rolls
+    everything back, silently: the fold runs in a savepoint, so only it is undone."""
+    _prepared(ledger)
+    ingestor = EventIngestor(ledger, _config(ledger.store.url))
+    ingestor.projection.sync()
+    mark = ingestor.projection.high_water_mark()
+    store = ledger.store
+
+    def failing_read(keys: object) -> dict[str, ItemRecord]:
+        store._execute("SELECT * FROM no_such_table")  # a server-side error
+        return {}
+
+    monkeypatch.setattr(ingestor.projection, "_fetch", failing_read)
+    event = _event(1, "in-01", Decision.PASS)
+    assert ingestor.ingest([event]).recorded == 1
+    monkeypatch.undo()
+    assert ingestor.recorded(event.event_id) is not None, "acknowledged and still there"
+    assert ingestor.projection.high_water_mark() == mark  # left to the verifiers' sync
+
+
+def test_a_commit_that_rolled_back_raises_instead_of_reporting_success(ledger: Ledger) -> None:
+    """PostgreSQL answers the COMMIT of an aborted transaction with ROLLBACK, no error: the
+    store must not pass that off as committed. (SQLite keeps a transaction usable after a
+    failed statement, so there is nothing to guard.)"""
+    if not isinstance(ledger.store, PostgresStore):
+        pytest.skip("SQLite does not abort a transaction on a failed statement")
+    _prepared(ledger)
+    store = ledger.store
+    before = store.event_count()
+
+    def aborted_write() -> None:
+        with store.write():
+            ledger.append_batch([commission(40)], BRAND)
+            with contextlib.suppress(StoreError):
+                store._execute("SELECT * FROM no_such_table")
+
+    with pytest.raises(StoreError, match="rolled back"):
+        aborted_write()
+    assert store.event_count() == before

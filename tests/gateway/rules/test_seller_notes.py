@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
+
+from gateway import seller_notes
 from gateway.ledger.ledger import Ledger
-from gateway.ledger.store import SqlStore, StoreError
+from gateway.ledger.store import SqlStore, StoreError, open_store
 from gateway.registry import Registry
 from gateway.rules import Verifier
 from gateway.seller_notes import SellerNotes
@@ -73,3 +77,25 @@ def test_notes_that_cannot_open_the_database_refuse_so_nothing_is_lost() -> None
     assert not notes.submit([SELLER], [], NOW)
     assert notes.close()
     assert notes.written == 0
+
+
+def test_notes_whose_thread_dies_refuse_and_close_does_not_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry cannot be opened (a busy lock at start-up): the notes stop taking notes
+    (the verifier writes them itself) and closing returns at once."""
+    path = str(tmp_path / "ledger.db")
+    open_store(path).close()
+
+    def unopenable(store: SqlStore) -> Registry:
+        raise StoreError("database is locked")
+
+    monkeypatch.setattr(seller_notes, "Registry", unopenable)
+    notes = SellerNotes(lambda: open_store(path))
+    deadline = time.monotonic() + 5
+    while notes.submit([SELLER], [], NOW) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not notes.submit([SELLER], [], NOW)
+    started = time.monotonic()
+    assert notes.close(timeout=1.0)
+    assert time.monotonic() - started < 1.0

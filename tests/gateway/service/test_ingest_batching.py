@@ -111,13 +111,17 @@ def test_epcis_of_writes_what_the_epcis_model_writes(site: Site, gate: Gate) -> 
 
 
 class _CountingSink:
-    """An ingestor that remembers how many events each call recorded."""
+    """An ingestor that remembers how many events each call recorded; one whose
+    ``event_id`` is in ``refused`` makes its whole call fail (as a database would)."""
 
     def __init__(self, ingestor: EventIngestor) -> None:
         self.ingestor = ingestor
         self.calls: list[int] = []
+        self.refused: set[str] = set()
 
     def ingest(self, events: Sequence[GateEvent]) -> IngestResult:
+        if any(e.event_id in self.refused for e in events):
+            raise RuntimeError("the database refused an event of this batch")
         result = self.ingestor.ingest(events)
         self.calls.append(len(events))
         return result
@@ -185,3 +189,41 @@ def test_events_held_back_by_the_linger_are_recorded_when_the_gateway_stops(
     service.stop()
     assert sink.calls == [1]
     assert EventIngestor(site.ledger, service.config).recorded(event.event_id) is not None
+
+
+def test_an_event_the_database_refuses_does_not_take_the_others_of_its_batch_with_it(
+    site: Site,
+    counting_gateway: Callable[[float], tuple[GatewayService, _CountingSink]],
+    gate: Gate,
+) -> None:
+    service, sink = counting_gateway(0.5)
+    site.commissioned(*range(1, 4))
+    events = [gate.gate_event(n, Decision.PASS) for n in range(1, 4)]
+    sink.refused.add(events[1].event_id)
+    for event in events:
+        gate.send_event(event)
+    counts = service.counts
+    assert wait_until(
+        lambda: (counts().get("events.failed"), counts().get("events.recorded")) == (1, 2),
+        timeout=10,
+    )
+    assert sink.calls == [1, 1]  # the batch failed, then each event alone
+    assert sink.ingestor.recorded(events[0].event_id) is not None
+    assert sink.ingestor.recorded(events[2].event_id) is not None
+
+
+def test_an_event_with_control_characters_is_refused_and_never_stored(
+    site: Site,
+    counting_gateway: Callable[[float], tuple[GatewayService, _CountingSink]],
+    gate: Gate,
+) -> None:
+    """PostgreSQL refuses NUL in text: stored, such an event would fail every later fold."""
+    service, sink = counting_gateway(0.0)
+    site.commissioned(1, 2)
+    bad = gate.gate_event(1, Decision.PASS, seller="s\x00x")
+    good = gate.gate_event(2, Decision.PASS)
+    gate.send_event(bad)
+    gate.send_event(good)
+    assert wait_until(lambda: service.counts().get("events.recorded") == 1, timeout=10)
+    assert service.counts()["refused.event.malformed"] == 1
+    assert sink.ingestor.recorded(bad.event_id) is None
