@@ -57,6 +57,7 @@ from edge_agent.assembly import (
     FrameRef,
     ItemAssembler,
     SourceRead,
+    frame_order,
 )
 from edge_agent.belt import BeltGeometry, BeltScheduler, DiverterTiming
 from edge_agent.decision import FusedDecision, VerifyOutcome, fuse
@@ -690,7 +691,7 @@ class GateAgent:
         s = self.assembler.settings
         start, end = self._last_trigger - s.lead_s, self._last_trigger + s.window_s
         refs = self._check_refs(
-            tuple(sorted((r for r in self._recent if start <= r.ts < end), key=_frame_order))
+            tuple(sorted((r for r in self._recent if start <= r.ts < end), key=frame_order))
         )
         wanted = self.camera_order[:2] if len(self.camera_order) > 1 else None
         if wanted is not None and tuple(r.camera for r in refs) != wanted:
@@ -750,11 +751,6 @@ def _early_frames(profile: GateProfile) -> int:
     if profile.trigger.mode is not TriggerMode.PHOTO_EYE:
         return 0
     return 2 if profile.vision.two_frame or len(profile.devices.cameras) > 1 else 1
-
-
-def _frame_order(ref: FrameRef) -> tuple[float, str, int]:
-    """How a closed window sorts its frames."""
-    return ref.ts, ref.camera, ref.seq
 
 
 def _key(refs: tuple[FrameRef, ...]) -> FrameKey:

@@ -54,6 +54,7 @@ __all__ = [
     "FrameRef",
     "ItemAssembler",
     "SourceRead",
+    "frame_order",
 ]
 
 READ_NONE: Final = "read.none"
@@ -103,6 +104,11 @@ class FrameRef:
     def from_frame(cls, frame: Frame) -> FrameRef:
         """The reference of a captured frame."""
         return cls(frame.camera, frame.seq, frame.ts)
+
+
+def frame_order(ref: FrameRef) -> tuple[float, str, int]:
+    """How a closed window orders its frames: by time, then camera and sequence number."""
+    return ref.ts, ref.camera, ref.seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,7 +430,7 @@ class ItemAssembler:
             sources=tuple(sources),
             also_read=tuple(also[:MAX_ALSO_READ]),
             reasons=tuple(reasons),
-            frames=tuple(sorted(window.frames, key=lambda f: (f.ts, f.camera, f.seq))),
+            frames=tuple(sorted(window.frames, key=frame_order)),
             reads=reads,
             invalid_reads=invalid,
         )
