@@ -21,11 +21,10 @@ from contextlib import ExitStack
 from typing import Any
 
 from bench.report import Figure, print_figures
-from gateway.ledger import merkle
-from gateway.ledger.chain import GENESIS, leaf_data, next_chain
+from gateway.ledger.chain import GENESIS, next_chain
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.pg_store import PostgresStore
-from gateway.ledger.signing import BlockHeader, Keystore, OrgKey, raw_public
+from gateway.ledger.signing import Keystore, OrgKey, raw_public
 from gateway.ledger.sqlite_store import SqliteStore
 from gateway.ledger.store import BlockRow, SqlStore
 from tests.support.postgres import PostgresServer
@@ -129,31 +128,10 @@ def bulk_load(stores: Sequence[SqlStore], n: int, key: OrgKey, hash_fn: Any) -> 
             pending.append((seq, eid, chain))
             if len(pending) == BLOCK_SIZE or seq == n:
                 block_no += 1
-                blocks.append(_seal(block_no, key, pending))
+                blocks.append(Ledger.seal_block(key, block_no, pending))
                 pending = []
         for w in writers:
             w.write(events, index, blocks)
-
-
-def _seal(block_no: int, key: OrgKey, leaves: list[tuple[int, str, bytes]]) -> BlockRow:
-    levels = merkle.tree_levels([merkle.leaf_hash(leaf_data(s, e)) for s, e, _ in leaves])
-    root = levels[-1][0]
-    header = BlockHeader(
-        block_no, key.org, key.key_id, leaves[0][0], leaves[-1][0], len(leaves), root, leaves[-1][2]
-    )
-    return BlockRow(
-        block_no,
-        key.org,
-        key.key_id,
-        header.first_seq,
-        header.last_seq,
-        header.leaf_count,
-        root,
-        header.head_chain,
-        key.sign(header.statement()),
-        "bench",
-        b"".join(node for level in levels for node in level),
-    )
 
 
 # ---- measurements -------------------------------------------------------------------

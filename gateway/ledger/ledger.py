@@ -275,7 +275,7 @@ class Ledger:
                 while open_count >= block_size:
                     leaves = pending[start : start + block_size]
                     block_no = state.last_block_no + len(blocks) + 1
-                    blocks.append(self._block(org_key, block_no, leaves))
+                    blocks.append(self.seal_block(org_key, block_no, leaves))
                     start += block_size
                     open_count -= block_size
                 first_open = pending[start][0] if open_count else 0
@@ -316,7 +316,7 @@ class Ledger:
                     f"{store.url}: {signer!r} should have {open_count} unsealed events from "
                     f"seq {first_open}, found {len(found)} (open_blocks out of step)"
                 )
-            block = self._block(key, store.next_block_no(), leaves)
+            block = self.seal_block(key, store.next_block_no(), leaves)
             store.insert_block(block)
             sealed.append(block)
             open_count -= len(leaves)
@@ -324,7 +324,9 @@ class Ledger:
             store.set_open_block(signer, first_open, open_count)
 
     @staticmethod
-    def _block(key: OrgKey, block_no: int, leaves: Sequence[tuple[int, str, bytes]]) -> BlockRow:
+    def seal_block(
+        key: OrgKey, block_no: int, leaves: Sequence[tuple[int, str, bytes]]
+    ) -> BlockRow:
         """Block ``block_no`` over ``leaves`` ((seq, event_id, chain), one signer's events in
         seq order), its Merkle root signed with ``key``."""
         sha256, pack = hashlib.sha256, _U64.pack  # merkle.leaf_hash(leaf_data(…)), inlined
