@@ -6,7 +6,7 @@ import hashlib
 import json
 import json.encoder
 import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 from gateway.ledger import merkle
 from gateway.ledger.chain import GENESIS
 from gateway.ledger.signing import BlockHeader, OrgKey, check_org_name, raw_public
-from gateway.ledger.store import BlockRow, SqlStore, StoreError, open_store
+from gateway.ledger.store import (
+    AppendState,
+    BlockRow,
+    EventRow,
+    SqlStore,
+    StoreError,
+    open_store,
+)
 
 if TYPE_CHECKING:
     from gateway.ledger.audit import AuditReport
@@ -147,6 +154,85 @@ class LedgerEvent:
     chain: bytes
 
 
+_Prepared = tuple[str, str, list[str]]
+"""(event ID, event JSON, item keys) of one event about to be appended."""
+
+
+def _prepare(
+    index: int, event: Mapping[str, Any], hash_fn: HashFn, keys_fn: ItemKeysFn
+) -> _Prepared:
+    """``event``'s ID, JSON text and item keys; LedgerError naming event ``index`` if it
+    cannot be appended."""
+    if type(event) is not dict and not isinstance(event, Mapping):
+        raise LedgerError(f"event {index} is a {type(event).__name__}, not a JSON object")
+    try:
+        text = _encode_event(event)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise LedgerError(f"event {index} is not JSON-serialisable: {exc}") from exc
+    try:
+        event_id = hash_fn(event)
+    except Exception as exc:  # the hash function's own errors, whatever their type
+        raise LedgerError(f"event {index}: cannot compute its event hash: {exc}") from exc
+    try:
+        keys = keys_fn(event)
+    except LedgerError as exc:
+        raise LedgerError(f"event {index}: {exc}") from exc
+    return event_id, text, keys
+
+
+class _Batch:
+    """The rows of one append under the write lock: events chained after the head,
+    their index rows, and the signer's blocks sealed as they fill."""
+
+    def __init__(
+        self, state: AppendState, signer: str, key: OrgKey, block_size: int, count: int, url: str
+    ) -> None:
+        self._state = state
+        self._signer = signer
+        self._key = key
+        self._block_size = block_size
+        #: Whether this batch fills the signer's open block (then its leaves are in hand).
+        self._seals = state.open_count + count >= block_size
+        if self._seals and len(state.open_events) != state.open_count:
+            raise StoreError(
+                f"{url}: {signer!r} should have {state.open_count} unsealed events "
+                f"from seq {state.first_open}, found {len(state.open_events)} "
+                "(open_blocks out of step)"
+            )
+        self._leaves: list[tuple[int, str, bytes]] = list(state.open_events)
+        self.index_rows: list[tuple[str, int]] = []
+        self.blocks: list[BlockRow] = []
+        self.appended: list[Appended] = []
+
+    def rows(self, prepared: Iterable[_Prepared]) -> Iterator[EventRow]:
+        """Event rows, each chained to the one before; fills index_rows, blocks, appended."""
+        seq, chain = self._state.head if self._state.head is not None else (0, GENESIS)
+        signer, block_size, seals = self._signer, self._block_size, self._seals
+        leaves, index_rows, appended = self._leaves, self.index_rows, self.appended
+        sha256 = hashlib.sha256
+        for event_id, text, keys in prepared:
+            seq += 1
+            chain = sha256(chain + event_id.encode()).digest()  # chain.next_chain, inlined
+            for key in keys:
+                index_rows.append((key, seq))
+            appended.append(Appended(seq, event_id))
+            if seals:
+                leaves.append((seq, event_id, chain))
+                if len(leaves) == block_size:
+                    block_no = self._state.last_block_no + len(self.blocks) + 1
+                    self.blocks.append(Ledger.seal_block(self._key, block_no, leaves))
+                    leaves = self._leaves = []
+            yield seq, event_id, text, signer, chain
+
+    def open_block(self) -> tuple[int, int]:
+        """The signer's open block after this batch: (first seq, event count)."""
+        if self._seals:
+            return (self._leaves[0][0], len(self._leaves)) if self._leaves else (0, 0)
+        state = self._state
+        first = state.first_open if state.open_count else self.appended[0].seq
+        return first, state.open_count + len(self.appended)
+
+
 def now_iso() -> str:
     """Current UTC time, ISO 8601."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -222,68 +308,30 @@ class Ledger:
             raise LedgerError("append_batch wants a sequence of event objects")
         if len(events) > MAX_BATCH:
             raise LedgerError(f"batch of {len(events)} events; at most {MAX_BATCH} per batch")
-        prepared: list[tuple[str, str, list[str]]] = []
-        hash_fn, keys_fn, encode = self.event_hash, self.item_keys_fn, _encode_event
-        for index, event in enumerate(events):
-            if type(event) is not dict and not isinstance(event, Mapping):
-                raise LedgerError(f"event {index} is a {type(event).__name__}, not a JSON object")
-            try:
-                text = encode(event)
-            except (TypeError, ValueError, RecursionError) as exc:
-                raise LedgerError(f"event {index} is not JSON-serialisable: {exc}") from exc
-            try:
-                event_id = hash_fn(event)
-            except Exception as exc:  # the hash function's own errors, whatever their type
-                raise LedgerError(f"event {index}: cannot compute its event hash: {exc}") from exc
-            try:
-                keys = keys_fn(event)
-            except LedgerError as exc:
-                raise LedgerError(f"event {index}: {exc}") from exc
-            prepared.append((event_id, text, keys))
-        if not prepared:
+        if not events:
             return []
-        block_size = self.block_size
+        hash_fn, keys_fn = self.event_hash, self.item_keys_fn
+
+        def prepare(index: int, event: Mapping[str, Any]) -> _Prepared:
+            return _prepare(index, event, hash_fn, keys_fn)
+
+        # A store that sends rows while they are produced (PostgreSQL's COPY) gets the
+        # events prepared as they are sent, under the lock: the server stores one part of
+        # the batch while the next is hashed (client and server overlap, on two cores).
+        # Any other store gets them prepared before the lock is taken.
+        prepared: Iterable[_Prepared] = map(prepare, range(len(events)), events)
+        if not self.store.streams_inserts:
+            prepared = list(prepared)
         with self.store.write() as tx:
-            state = tx.append_state(signer, len(prepared), block_size)
-            seq, chain = state.head if state.head is not None else (0, GENESIS)
-            rows = []
-            index_rows: list[tuple[str, int]] = []
-            result = []
-            sha256 = hashlib.sha256
-            for event_id, text, keys in prepared:
-                seq += 1
-                chain = sha256(chain + event_id.encode()).digest()  # chain.next_chain, inlined
-                rows.append((seq, event_id, text, signer, chain))
-                for key in keys:
-                    index_rows.append((key, seq))
-                result.append(Appended(seq, event_id))
-            open_count = state.open_count + len(rows)
-            first_open = state.first_open if state.open_count else rows[0][0]
-            blocks: list[BlockRow] = []
-            if open_count >= block_size:
-                # Seal the full blocks from what is in hand: the open block's earlier events
-                # (read with the head) and this batch, which only this signer writes.
-                if len(state.open_events) != state.open_count:
-                    raise StoreError(
-                        f"{tx.url}: {signer!r} should have {state.open_count} unsealed events "
-                        f"from seq {state.first_open}, found {len(state.open_events)} "
-                        "(open_blocks out of step)"
-                    )
-                pending = state.open_events + [(r[0], r[1], r[4]) for r in rows]
-                org_key = self._keys[signer]
-                start = 0
-                while open_count >= block_size:
-                    leaves = pending[start : start + block_size]
-                    block_no = state.last_block_no + len(blocks) + 1
-                    blocks.append(self.seal_block(org_key, block_no, leaves))
-                    start += block_size
-                    open_count -= block_size
-                first_open = pending[start][0] if open_count else 0
-            tx.insert_events(rows)
-            tx.insert_item_events(index_rows)
-            tx.insert_blocks(blocks)
-            tx.set_open_block(signer, first_open, open_count)
-        return result
+            state = tx.append_state(signer, len(events), self.block_size)
+            batch = _Batch(state, signer, self._keys[signer], self.block_size, len(events), tx.url)
+            tx.insert_events(batch.rows(prepared))
+            if len(batch.appended) != len(events):  # a store that left rows unread
+                raise StoreError(f"{tx.url}: {len(batch.appended)} of {len(events)} rows stored")
+            tx.insert_item_events(batch.index_rows)
+            tx.insert_blocks(batch.blocks)
+            tx.set_open_block(signer, *batch.open_block())
+        return batch.appended
 
     # ---- sealing ---------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ four round trips (lock and reads, two COPYs, writes and commit) whatever the bat
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
 from itertools import count
@@ -44,6 +44,7 @@ class PostgresStore(SqlStore):
     placeholder = "%s"
     blob_type = "BYTEA"
     int_type = "BIGINT"
+    streams_inserts = True  # COPY sends rows in 32 KB parts as they are written
 
     def __init__(self, url: str, connect_timeout_s: int = 10, *, create: bool = True) -> None:
         self._url = url
@@ -121,7 +122,7 @@ class PostgresStore(SqlStore):
             return
         self._pending.append((sql, rows, True))
 
-    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         if self._pending:
             self._send([])
         try:
@@ -145,7 +146,7 @@ class PostgresStore(SqlStore):
         except psycopg.Error as exc:
             raise StoreError(f"{self.url}: {exc}") from exc
 
-    def _copy(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+    def _copy(self, table: str, columns: str, rows: Iterable[Sequence[Any]]) -> None:
         if self._pending:  # COPY cannot run in a pipeline
             self._send([])
         try:
@@ -161,7 +162,7 @@ class PostgresStore(SqlStore):
     # COPY instead of a statement per row: several times faster for batches (a plain
     # INSERT per row costs a round trip's worth of work each).
 
-    def insert_events(self, rows: Sequence[EventRow]) -> None:
+    def insert_events(self, rows: Iterable[EventRow]) -> None:
         self._copy("events", "seq, event_id, event_json, signer, chain", rows)
 
     def insert_item_events(self, rows: Sequence[tuple[str, int]]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
@@ -57,7 +57,7 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from exc
 
-    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         try:
             self._conn.executemany(sql, rows)
         except sqlite3.Error as exc:
@@ -75,8 +75,10 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from exc
 
-    def insert_events(self, rows: Sequence[EventRow]) -> None:
-        self._insert_rows("INSERT INTO events (seq, event_id, event_json, signer, chain)", 5, rows)
+    def insert_events(self, rows: Iterable[EventRow]) -> None:
+        self._insert_rows(
+            "INSERT INTO events (seq, event_id, event_json, signer, chain)", 5, list(rows)
+        )
 
     def insert_item_events(self, rows: Sequence[tuple[str, int]]) -> None:
         self._insert_rows("INSERT INTO item_events (item_key, seq)", 2, rows)

@@ -26,7 +26,7 @@ linear with several writers, and commits before returning (durable before acknow
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +108,9 @@ class SqlStore(abc.ABC):
     int_type = "INTEGER"
     #: Trailer for tables keyed by their primary key only (SQLite WITHOUT ROWID).
     clustered = ""
+    #: Whether insert_events sends rows to the server as they are produced, so that the
+    #: database stores the first while the next are prepared (PostgreSQL's COPY).
+    streams_inserts = False
 
     # ---- what a dialect provides -------------------------------------------------------
 
@@ -116,7 +119,7 @@ class SqlStore(abc.ABC):
         """Run one statement in the current transaction (or autocommit), return all rows."""
 
     @abc.abstractmethod
-    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement per row."""
 
     def _execute_all(self, statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
@@ -227,8 +230,8 @@ class SqlStore(abc.ABC):
         rows = self._execute("SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1")
         return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
 
-    def insert_events(self, rows: Sequence[EventRow]) -> None:
-        """Append event rows (seq, event_id, event_json, signer, chain)."""
+    def insert_events(self, rows: Iterable[EventRow]) -> None:
+        """Append event rows (seq, event_id, event_json, signer, chain), read once in order."""
         self._executemany(
             self._q(
                 "INSERT INTO events (seq, event_id, event_json, signer, chain) "

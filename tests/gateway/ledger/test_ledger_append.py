@@ -122,6 +122,24 @@ def test_a_failed_batch_stores_nothing(ledger: Ledger) -> None:
     assert ledger.item_state(epc(1)) is None
 
 
+def test_a_batch_failing_after_rows_reached_the_database_stores_nothing(ledger: Ledger) -> None:
+    # PostgreSQL prepares events while it sends them: 250 events are ~75 KB of COPY data,
+    # sent (and sealed into blocks) before the bad one is met.
+    ledger.append_batch([event(i) for i in range(3)], BRAND)  # an open block of 3
+    blocks_before = ledger.store.blocks()
+    bad: Any = {"type": "ObjectEvent", "epcList": [""]}
+    batch = [event(i) for i in range(3, 253)] + [bad] + [event(i) for i in range(253, 300)]
+    with pytest.raises(LedgerError, match="event 250: epcList"):
+        ledger.append_batch(batch, BRAND)
+    assert ledger.store.event_count() == 3
+    assert ledger.store.blocks() == blocks_before
+    assert ledger.store.open_block(BRAND) == (1, 3)
+    assert ledger.item_state(epc(3)) is None
+    ledger.append_batch([event(i) for i in range(3, 300)], BRAND)  # the chain goes on
+    assert ledger.store.event_count() == 300
+    assert ledger.audit(strict=True).ok
+
+
 def _refuse_block_inserts(ledger: Ledger, url: str) -> None:
     """Make the database refuse new block rows (a failure only the commit's writes meet)."""
     conn: Any = ledger.store.connection  # type: ignore[attr-defined]
