@@ -26,7 +26,7 @@ from gateway.ledger.ledger import Ledger
 from gateway.ledger.pg_store import PostgresStore
 from gateway.ledger.signing import Keystore, OrgKey, raw_public
 from gateway.ledger.sqlite_store import SqliteStore
-from gateway.ledger.store import BlockRow, SqlStore
+from gateway.ledger.store import BlockRow, NewEventRow, SqlStore
 from tests.support.postgres import PostgresServer
 
 BIG = int(os.environ.get("PROVGATE_BENCH_LEDGER_ITEMS", "1000000"))
@@ -84,24 +84,18 @@ class _Writer:
 
     def write(
         self,
-        events: Sequence[tuple[int, str, str, str, bytes]],
-        index: Sequence[tuple[str, int]],
+        events: Sequence[NewEventRow],
         blocks: Sequence[BlockRow],
     ) -> None:
         with self.store.write():
             if isinstance(self.store, PostgresStore):
                 conn = self.store.connection
-                with conn.cursor() as cur:
-                    for table, cols, rows in (
-                        ("events", "seq, event_id, event_json, signer, chain", events),
-                        ("item_events", "item_key, seq", index),
-                    ):
-                        with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-                            for row in rows:
-                                copy.write_row(row)
+                cols = "seq, event_id, event_json, signer, chain, item_key"
+                with conn.cursor() as cur, cur.copy(f"COPY events ({cols}) FROM STDIN") as copy:
+                    for row in events:
+                        copy.write_row(row)
             else:
                 self.store.insert_events(events)
-                self.store.insert_item_events(index)
             for block in blocks:
                 self.store.insert_block(block)
 
@@ -116,22 +110,22 @@ def bulk_load(stores: Sequence[SqlStore], n: int, key: OrgKey, hash_fn: Any) -> 
     block_no = 0
     pending: list[tuple[int, str, bytes]] = []
     for start in range(0, n, LOAD_CHUNK):
-        events, index, blocks = [], [], []
+        events: list[NewEventRow] = []
+        blocks = []
         for i in range(start, min(n, start + LOAD_CHUNK)):
             seq = i + 1
             event = commissioning(i)
             eid = hash_fn(event)
             chain = next_chain(chain, eid)
-            events.append((seq, eid, json.dumps(event, separators=(",", ":")), key.org, chain))
-            item = event["epcList"][0]
-            index.append((item, seq))
+            text = json.dumps(event, separators=(",", ":"))
+            events.append((seq, eid, text, key.org, chain, event["epcList"][0]))  # one item each
             pending.append((seq, eid, chain))
             if len(pending) == BLOCK_SIZE or seq == n:
                 block_no += 1
                 blocks.append(Ledger.seal_block(key, block_no, pending))
                 pending = []
         for w in writers:
-            w.write(events, index, blocks)
+            w.write(events, blocks)
 
 
 # ---- measurements -------------------------------------------------------------------

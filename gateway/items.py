@@ -575,10 +575,11 @@ class ItemProjection:
         while after < upto:
             rows = store._execute(
                 store._q(
-                    "SELECT seq, item_key FROM item_events WHERE seq > ? AND seq <= ? "
-                    "ORDER BY seq LIMIT ?"
+                    "SELECT seq, item_key FROM events WHERE seq > ? AND seq <= ? "
+                    "AND item_key IS NOT NULL UNION ALL SELECT seq, item_key FROM item_events "
+                    "WHERE seq > ? AND seq <= ? ORDER BY 1 LIMIT ?"
                 ),
-                (after, upto, SYNC_CHUNK),
+                (after, upto, after, upto, SYNC_CHUNK),
             )
             if not rows:
                 return

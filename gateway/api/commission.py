@@ -345,8 +345,11 @@ def known_items(store: SqlStore, projection: ItemProjection, epcs: Sequence[str]
         chunk = epcs[start : start + _IN_CHUNK]
         marks = ", ".join("?" * len(chunk))
         rows = store._execute(
-            store._q(f"SELECT DISTINCT item_key FROM item_events WHERE item_key IN ({marks})"),
-            chunk,
+            store._q(
+                f"SELECT item_key FROM events WHERE item_key IN ({marks}) "
+                f"UNION SELECT item_key FROM item_events WHERE item_key IN ({marks})"
+            ),
+            [*chunk, *chunk],
         )
         found.update(str(r[0]) for r in rows)
     projection.sync()

@@ -11,7 +11,8 @@ What it catches, by construction:
   appended after the last sealed block of its signer is only protected by the chain,
   so ``strict=True`` treats every unsealed event as a failure (see docs/ledger.md);
 - reordered events: the chain link at the first moved event;
-- a changed, added or removed ``item_events`` row: the index check.
+- a changed, added or removed item index entry (an event row's ``item_key``, an
+  ``item_events`` row): the index check.
 
 The ledger is cut into seq ranges audited independently (in worker processes on a big
 ledger, each with its own database connection): a range checks each stored chain value
@@ -198,7 +199,7 @@ def _finish_block(block: _Block, found: _Leaves) -> Failure | None:
     return None
 
 
-def _coerced(row: tuple[Any, ...]) -> tuple[int, str, str, str, bytes]:
+def _coerced(row: tuple[Any, ...]) -> tuple[int, str, str, str, bytes, str | None]:
     """A stored event row with each column forced to its type (to go on auditing)."""
     chain = row[4]
     return (
@@ -207,6 +208,7 @@ def _coerced(row: tuple[Any, ...]) -> tuple[int, str, str, str, bytes]:
         str(row[2]),
         str(row[3]),
         bytes(chain) if isinstance(chain, bytes | bytearray | memoryview) else b"",
+        None if row[5] is None else str(row[5]),
     )
 
 
@@ -271,14 +273,15 @@ class _RangeAuditor:
         index = _Peek(self.store.iter_item_events_between(first, last))
         hash_fn, keys_fn, sha256, u64 = self.hash_fn, self.keys_fn, _sha256, _U64
         for row in self.store.raw_events_between(first, last):
-            seq, event_id, text, signer, stored_chain = row
+            seq, event_id, text, signer, stored_chain, item_key = row
             if not (
                 type(event_id) is str
                 and type(text) is str
                 and type(signer) is str
                 and type(stored_chain) is bytes
+                and (item_key is None or type(item_key) is str)
             ):
-                seq, event_id, text, signer, stored_chain = _coerced(row)
+                seq, event_id, text, signer, stored_chain, item_key = _coerced(row)
                 fail(Failure(seq, event_id, f"stored row has wrong column types: {row!r:.120}"))
             report.events += 1
             if seq != expected:
@@ -317,19 +320,25 @@ class _RangeAuditor:
                     )
                 )
             chain = stored_chain
-            # ---- the item index rows of this event
+            # ---- the item index entries of this event: one item's key in its own row,
+            # several items' in item_events rows
             head = index.head
             while head is not None and head[0] < seq:
                 fail(Failure(head[0], None, f"item index names {head[1]!r} at a missing event"))
                 head = index.advance()
-            indexed = []
+            indexed = [] if item_key is None else [item_key]
             while head is not None and head[0] == seq:
                 indexed.append(head[1])
                 head = index.advance()
             report.index_rows += len(indexed)
-            if keys is not None and indexed != keys:
+            if keys is not None and (indexed != keys or (item_key is None) == (len(keys) == 1)):
+                where = "its row" if item_key is not None else "item_events"
                 fail(
-                    Failure(seq, event_id, f"item index lists {indexed} but the event names {keys}")
+                    Failure(
+                        seq,
+                        event_id,
+                        f"item index lists {indexed} (in {where}) but the event names {keys}",
+                    )
                 )
             # ---- the block that signs this event
             block = current.get(signer)

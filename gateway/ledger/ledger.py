@@ -17,7 +17,7 @@ from gateway.ledger.signing import BlockHeader, OrgKey, check_org_name, raw_publ
 from gateway.ledger.store import (
     AppendState,
     BlockRow,
-    EventRow,
+    NewEventRow,
     SqlStore,
     StoreError,
     open_store,
@@ -204,8 +204,9 @@ class _Batch:
         self.blocks: list[BlockRow] = []
         self.appended: list[Appended] = []
 
-    def rows(self, prepared: Iterable[_Prepared]) -> Iterator[EventRow]:
-        """Event rows, each chained to the one before; fills index_rows, blocks, appended."""
+    def rows(self, prepared: Iterable[_Prepared]) -> Iterator[NewEventRow]:
+        """Event rows, each chained to the one before (a single item's key in the row, several
+        items' in index_rows); fills index_rows, blocks, appended."""
         seq, chain = self._state.head if self._state.head is not None else (0, GENESIS)
         signer, block_size, seals = self._signer, self._block_size, self._seals
         leaves, index_rows, appended = self._leaves, self.index_rows, self.appended
@@ -213,8 +214,10 @@ class _Batch:
         for event_id, text, keys in prepared:
             seq += 1
             chain = sha256(chain + event_id.encode()).digest()  # chain.next_chain, inlined
-            for key in keys:
-                index_rows.append((key, seq))
+            item_key = keys[0] if len(keys) == 1 else None
+            if item_key is None:
+                for key in keys:
+                    index_rows.append((key, seq))
             appended.append(Appended(seq, event_id))
             if seals:
                 leaves.append((seq, event_id, chain))
@@ -222,7 +225,7 @@ class _Batch:
                     block_no = self._state.last_block_no + len(self.blocks) + 1
                     self.blocks.append(Ledger.seal_block(self._key, block_no, leaves))
                     leaves = self._leaves = []
-            yield seq, event_id, text, signer, chain
+            yield seq, event_id, text, signer, chain, item_key
 
     def open_block(self) -> tuple[int, int]:
         """The signer's open block after this batch: (first seq, event count)."""

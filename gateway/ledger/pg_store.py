@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from gateway.ledger.store import EventRow, SqlStore, Statement, StoreError
+from gateway.ledger.store import NewEventRow, SqlStore, Statement, StoreError
 
 #: Advisory lock key of the ledger's append lock ("provgate" in ASCII, as a bigint).
 APPEND_LOCK_KEY = 0x70726F7667617465
@@ -59,7 +59,11 @@ class PostgresStore(SqlStore):
         #: Whether the write transaction's BEGIN has reached the server.
         self._begun = False
         if create:
-            self.initialize()
+            try:
+                self.initialize()
+            except BaseException:
+                self._conn.close()
+                raise
 
     def reopener(self) -> Callable[[], PostgresStore]:
         return partial(PostgresStore, self._url, self._connect_timeout_s, create=False)
@@ -162,8 +166,8 @@ class PostgresStore(SqlStore):
     # COPY instead of a statement per row: several times faster for batches (a plain
     # INSERT per row costs a round trip's worth of work each).
 
-    def insert_events(self, rows: Iterable[EventRow]) -> None:
-        self._copy("events", "seq, event_id, event_json, signer, chain", rows)
+    def insert_events(self, rows: Iterable[NewEventRow]) -> None:
+        self._copy("events", "seq, event_id, event_json, signer, chain, item_key", rows)
 
     def insert_item_events(self, rows: Sequence[tuple[str, int]]) -> None:
         self._copy("item_events", "item_key, seq", rows)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-from gateway.ledger.store import EventRow, SqlStore, StoreError
+from gateway.ledger.store import NewEventRow, SqlStore, StoreError
 
 #: Rows per multi-row INSERT (5 parameters each: well under SQLite's 32,766 variables).
 _ROWS_PER_INSERT = 500
@@ -35,7 +35,11 @@ class SqliteStore(SqlStore):
             raise StoreError(f"cannot open ledger database {path!r}: {exc}") from exc
         self._in_tx = False
         if create:
-            self.initialize()
+            try:
+                self.initialize()
+            except BaseException:
+                self._conn.close()
+                raise
 
     def reopener(self) -> Callable[[], SqliteStore] | None:
         if self.path in ("", ":memory:") or self.path.startswith("file::memory:"):
@@ -75,9 +79,9 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from exc
 
-    def insert_events(self, rows: Iterable[EventRow]) -> None:
+    def insert_events(self, rows: Iterable[NewEventRow]) -> None:
         self._insert_rows(
-            "INSERT INTO events (seq, event_id, event_json, signer, chain)", 5, list(rows)
+            "INSERT INTO events (seq, event_id, event_json, signer, chain, item_key)", 6, list(rows)
         )
 
     def insert_item_events(self, rows: Sequence[tuple[str, int]]) -> None:

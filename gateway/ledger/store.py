@@ -2,15 +2,20 @@
 
 Tables (column types shown for SQLite; PostgreSQL uses BIGINT and BYTEA):
 
-- ``events(seq PK, event_id, event_json, signer, chain)``: the append-only log;
-  ``chain`` is the 32-byte chain value (see chain.py).
+- ``events(seq PK, event_id, event_json, signer, chain, item_key)``: the append-only log;
+  ``chain`` is the 32-byte chain value (see chain.py); ``item_key`` the one item the event
+  names when it names exactly one (most do), else NULL. Index ``(item_key, seq)``.
 - ``open_blocks(signer PK, first_seq, event_count)``: each signer's events not yet in a
   sealed block (the first one's seq and how many), kept by the appender so that sealing
   reads a seq range instead of needing a ``(signer, seq)`` index on every event. It is
   the writer's bookkeeping, not evidence: the audit never reads it.
-- ``item_events(seq, item_key) PK``: which events name which item, clustered by seq (the
-  audit reads it in seq order without sorting); index ``(item_key, seq)`` serves an item's
-  history and its current state (its latest event: one index seek, whatever the size).
+- ``item_events(seq, item_key) PK``: the items of events that name several (aggregations),
+  clustered by seq (the audit reads it in seq order without sorting). With
+  ``events.item_key`` it is the item index: its ``(item_key, seq)`` index and the events'
+  serve an item's history and its current state (its latest event: two index seeks,
+  whatever the size). A single-item event's key travels in its own row, so an append
+  writes one row per event instead of two (on PostgreSQL the index entry is then stored
+  while the events stream in, not after).
 - ``blocks(block_no PK, signer, key_id, first_seq, last_seq, leaf_count, root,
   head_chain, signature, sealed_at)``: sealed Merkle blocks. A block holds the events of
   ONE signer with ``first_seq ≤ seq ≤ last_seq``; a signer's blocks follow each other
@@ -31,10 +36,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 EventRow = tuple[int, str, str, str, bytes]
 """(seq, event_id, event_json, signer, chain)."""
+NewEventRow = tuple[int, str, str, str, bytes, str | None]
+"""An event row as appended: (seq, event_id, event_json, signer, chain, item_key), the
+item key set when the event names exactly one item (its index rows are then none)."""
+ITEM_SEQS = (
+    "(SELECT seq FROM events WHERE item_key = ? "
+    "UNION ALL SELECT seq FROM item_events WHERE item_key = ?)"
+)
+"""The seqs of the events naming an item (parameters: the key twice)."""
 Statement = tuple[str, Sequence[Any]]
 """(SQL, parameters)."""
 
@@ -171,7 +184,8 @@ class SqlStore(abc.ABC):
         return [
             "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS events (seq {i} PRIMARY KEY, event_id TEXT NOT NULL, "
-            f"event_json TEXT NOT NULL, signer TEXT NOT NULL, chain {b} NOT NULL)",
+            f"event_json TEXT NOT NULL, signer TEXT NOT NULL, chain {b} NOT NULL, item_key TEXT)",
+            "CREATE INDEX IF NOT EXISTS events_item_key_seq ON events (item_key, seq)",
             "CREATE TABLE IF NOT EXISTS open_blocks (signer TEXT PRIMARY KEY, "
             f"first_seq {i} NOT NULL, event_count {i} NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS item_events (seq {i} NOT NULL, item_key TEXT NOT NULL, "
@@ -189,9 +203,15 @@ class SqlStore(abc.ABC):
     def initialize(self) -> None:
         """Create the tables if missing and check the schema version."""
         with self._locked_transaction():
-            for stmt in self.schema_statements():
-                self._execute(stmt)
+            meta, *tables = self.schema_statements()
+            self._execute(meta)
             rows = self._execute("SELECT value FROM ledger_meta WHERE key = 'schema'")
+            if rows and rows[0][0] == "2":
+                self._migrate_from_2()
+                rows = [(SCHEMA_VERSION,)]
+            if not rows or rows[0][0] == SCHEMA_VERSION:
+                for stmt in tables:
+                    self._execute(stmt)
             if not rows:
                 self._execute(
                     self._q("INSERT INTO ledger_meta (key, value) VALUES ('schema', ?)"),
@@ -202,6 +222,24 @@ class SqlStore(abc.ABC):
                     f"{self.url}: ledger schema version {rows[0][0]}, this code reads "
                     f"{SCHEMA_VERSION}"
                 )
+
+    def _migrate_from_2(self) -> None:
+        """Schema 2 → 3: single-item events' keys move from item_events into the event rows
+        (in the caller's write transaction; nothing else changes, the audit still passes)."""
+        self._execute("ALTER TABLE events ADD COLUMN item_key TEXT")
+        self._execute(
+            "UPDATE events SET item_key = (SELECT MIN(i.item_key) FROM item_events i "
+            "WHERE i.seq = events.seq) WHERE seq IN "
+            "(SELECT seq FROM item_events GROUP BY seq HAVING COUNT(*) = 1)"
+        )
+        self._execute(
+            "DELETE FROM item_events "
+            "WHERE seq IN (SELECT seq FROM events WHERE item_key IS NOT NULL)"
+        )
+        self._execute("CREATE INDEX IF NOT EXISTS events_item_key_seq ON events (item_key, seq)")
+        self._execute(
+            self._q("UPDATE ledger_meta SET value = ? WHERE key = 'schema'"), (SCHEMA_VERSION,)
+        )
 
     # ---- writes (only inside write()) --------------------------------------------------
 
@@ -230,18 +268,19 @@ class SqlStore(abc.ABC):
         rows = self._execute("SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1")
         return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
 
-    def insert_events(self, rows: Iterable[EventRow]) -> None:
-        """Append event rows (seq, event_id, event_json, signer, chain), read once in order."""
+    def insert_events(self, rows: Iterable[NewEventRow]) -> None:
+        """Append event rows (seq, event_id, event_json, signer, chain, item_key), read once
+        in order."""
         self._executemany(
             self._q(
-                "INSERT INTO events (seq, event_id, event_json, signer, chain) "
-                "VALUES (?, ?, ?, ?, ?)"
+                "INSERT INTO events (seq, event_id, event_json, signer, chain, item_key) "
+                "VALUES (?, ?, ?, ?, ?, ?)"
             ),
             rows,
         )
 
     def insert_item_events(self, rows: Sequence[tuple[str, int]]) -> None:
-        """Index rows (item_key, seq)."""
+        """Index rows (item_key, seq) of the events that name several items."""
         self._executemany(self._q("INSERT INTO item_events (item_key, seq) VALUES (?, ?)"), rows)
 
     def append_state(self, signer: str, incoming: int, block_size: int) -> AppendState:
@@ -379,11 +418,12 @@ class SqlStore(abc.ABC):
         """(seq, event_id, event JSON) of the item's latest event, or None if never seen."""
         rows = self._execute(
             self._q(
-                "SELECT e.seq, e.event_id, e.event_json FROM item_events i "
-                "JOIN events e ON e.seq = i.seq WHERE i.item_key = ? "
-                "ORDER BY i.seq DESC LIMIT 1"
+                "SELECT e.seq, e.event_id, e.event_json FROM events e "
+                "WHERE e.seq = (SELECT MAX(i.seq) FROM ("
+                "SELECT MAX(seq) AS seq FROM events WHERE item_key = ? "
+                "UNION ALL SELECT MAX(seq) FROM item_events WHERE item_key = ?) i)"
             ),
-            (item_key,),
+            (item_key, item_key),
         )
         return (int(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
 
@@ -391,10 +431,10 @@ class SqlStore(abc.ABC):
         """The item's events, oldest first."""
         rows = self._execute(
             self._q(
-                "SELECT e.seq, e.event_id, e.event_json, e.signer, e.chain FROM item_events i "
-                "JOIN events e ON e.seq = i.seq WHERE i.item_key = ? ORDER BY i.seq"
+                "SELECT e.seq, e.event_id, e.event_json, e.signer, e.chain "
+                f"FROM {ITEM_SEQS} i JOIN events e ON e.seq = i.seq ORDER BY i.seq"
             ),
-            (item_key,),
+            (item_key, item_key),
         )
         return [(int(r[0]), str(r[1]), str(r[2]), str(r[3]), bytes(r[4])) for r in rows]
 
@@ -405,12 +445,12 @@ class SqlStore(abc.ABC):
         rows = self._execute(
             self._q(
                 f"SELECT e.seq, e.event_id, e.event_json, e.signer, e.chain, {cols} "
-                "FROM item_events i JOIN events e ON e.seq = i.seq "
+                f"FROM {ITEM_SEQS} i JOIN events e ON e.seq = i.seq "
                 "LEFT JOIN blocks b ON b.block_no = (SELECT c.block_no FROM blocks c "
                 "WHERE c.signer = e.signer AND c.last_seq >= e.seq ORDER BY c.last_seq LIMIT 1) "
-                "WHERE i.item_key = ? ORDER BY i.seq"
+                "ORDER BY i.seq"
             ),
-            (item_key,),
+            (item_key, item_key),
         )
         out: list[tuple[EventRow, BlockRow | None]] = []
         for r in rows:
@@ -473,18 +513,19 @@ class SqlStore(abc.ABC):
 
     def raw_events_between(self, first: int, last: int) -> Iterator[tuple[Any, ...]]:
         """Event rows with ``first ≤ seq ≤ last`` in seq order, streamed as the driver
-        returns them: (seq, event_id, event_json, signer, chain), column types NOT checked
-        (a tampered row may hold anything; the audit checks them)."""
+        returns them: (seq, event_id, event_json, signer, chain, item_key), column types NOT
+        checked (a tampered row may hold anything; the audit checks them)."""
         return self._stream(
             self._q(
-                "SELECT seq, event_id, event_json, signer, chain FROM events "
+                "SELECT seq, event_id, event_json, signer, chain, item_key FROM events "
                 "WHERE seq >= ? AND seq <= ? ORDER BY seq"
             ),
             (first, last),
         )
 
     def iter_item_events_between(self, first: int, last: int) -> Iterator[tuple[int, str]]:
-        """(seq, item_key) index rows with ``first ≤ seq ≤ last``, by seq then key."""
+        """(seq, item_key) rows of item_events (events naming several items) with
+        ``first ≤ seq ≤ last``, by seq then key."""
         for r in self._stream(
             self._q(
                 "SELECT seq, item_key FROM item_events WHERE seq >= ? AND seq <= ? "

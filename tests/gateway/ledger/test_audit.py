@@ -151,10 +151,10 @@ def test_appending_an_unsigned_event_fails_a_strict_audit(ledger: Ledger) -> Non
     _, _, _, _, head = list(ledger.store.iter_events())[-1]
     tamper(
         ledger.store,
-        "INSERT INTO events (seq, event_id, event_json, signer, chain) VALUES (13, ?, ?, ?, ?)",
-        (eid, json.dumps(forged), SITE, next_chain(head, eid)),
+        "INSERT INTO events (seq, event_id, event_json, signer, chain, item_key) "
+        "VALUES (13, ?, ?, ?, ?, ?)",
+        (eid, json.dumps(forged), SITE, next_chain(head, eid), epc(99)),
     )
-    tamper(ledger.store, "INSERT INTO item_events (item_key, seq) VALUES (?, 13)", (epc(99),))
     lenient = ledger.audit()
     assert lenient.ok
     assert lenient.unsealed == 1
@@ -196,12 +196,72 @@ def test_an_index_row_beyond_the_last_event_is_named(ledger: Ledger) -> None:
     assert "outside 1–12" in reason
 
 
-def test_removing_an_item_index_row_is_named(ledger: Ledger) -> None:
+def test_removing_an_items_key_from_its_event_row_is_named(ledger: Ledger) -> None:
     build(ledger)
-    tamper(ledger.store, "DELETE FROM item_events WHERE seq = 8")
+    tamper(ledger.store, "UPDATE events SET item_key = NULL WHERE seq = 8")
+    assert ledger.item_state(epc(1)) is not None  # its commissioning still names it
     seq, reason = first(ledger)
     assert seq == 8
     assert "item index" in reason
+
+
+def test_pointing_an_event_rows_key_at_another_item_is_named(ledger: Ledger) -> None:
+    build(ledger)
+    tamper(ledger.store, "UPDATE events SET item_key = ? WHERE seq = 9", (epc(5),))
+    seq, reason = first(ledger)
+    assert seq == 9
+    assert "item index" in reason
+
+
+def test_moving_a_single_items_key_into_item_events_is_named(ledger: Ledger) -> None:
+    # the lookups would still find it; the audit holds the layout the appender writes
+    build(ledger)
+    tamper(ledger.store, "UPDATE events SET item_key = NULL WHERE seq = 3")
+    tamper(ledger.store, "INSERT INTO item_events (item_key, seq) VALUES (?, 3)", (epc(2),))
+    seq, reason = first(ledger)
+    assert seq == 3
+    assert "item index" in reason
+
+
+def _aggregation(children: list[str]) -> dict[str, object]:
+    return {
+        "type": "AggregationEvent",
+        "eventTime": "2026-11-28T10:00:00.000Z",
+        "eventTimeZoneOffset": "+00:00",
+        "parentID": "urn:epc:id:sscc:0614141.1234567890",
+        "childEPCs": children,
+        "action": "ADD",
+        "bizStep": "packing",
+    }
+
+
+def test_removing_an_aggregations_item_events_row_is_named(ledger: Ledger) -> None:
+    build(ledger)
+    ledger.append(_aggregation([epc(1), epc(2)]), SITE)  # seq 13: three items
+    assert ledger.audit().ok
+    tamper(ledger.store, "DELETE FROM item_events WHERE seq = 13 AND item_key = ?", (epc(2),))
+    seq, reason = first(ledger)
+    assert seq == 13
+    assert "item index" in reason
+
+
+def test_a_key_in_the_row_of_an_event_naming_several_items_is_named(ledger: Ledger) -> None:
+    build(ledger)
+    ledger.append(_aggregation([epc(1), epc(2)]), SITE)
+    tamper(ledger.store, "UPDATE events SET item_key = ? WHERE seq = 13", (epc(1),))
+    seq, reason = first(ledger)
+    assert seq == 13
+    assert "item index" in reason
+
+
+def test_a_blob_item_key_is_named_as_a_wrong_column_type(ledger: Ledger, ledger_url: str) -> None:
+    if ledger_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL TEXT column holds only text")
+    build(ledger)
+    tamper(ledger.store, "UPDATE events SET item_key = x'41' WHERE seq = 6")  # SQLite keeps it
+    seq, reason = first(ledger)
+    assert seq == 6
+    assert "wrong column types" in reason
 
 
 def test_changing_the_signer_column_is_named(ledger: Ledger) -> None:
