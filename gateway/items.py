@@ -571,23 +571,20 @@ class ItemProjection:
     def _backfill_names(self, upto: int) -> None:
         """Fill ``gw_item_names`` from the ledger's index for events already applied."""
         store = self.store
-        after = 0
-        while after < upto:
+        for after in range(0, upto, SYNC_CHUNK):  # whole seqs a window: no event cut in two
+            last = min(after + SYNC_CHUNK, upto)
             rows = store._execute(
                 store._q(
                     "SELECT seq, item_key FROM events WHERE seq > ? AND seq <= ? "
                     "AND item_key IS NOT NULL UNION ALL SELECT seq, item_key FROM item_events "
-                    "WHERE seq > ? AND seq <= ? ORDER BY 1 LIMIT ?"
+                    "WHERE seq > ? AND seq <= ? ORDER BY 1"
                 ),
-                (after, upto, after, upto, SYNC_CHUNK),
+                (after, last, after, last),
             )
-            if not rows:
-                return
             names: dict[str, tuple[str, int]] = {}
             for seq, name in rows:
                 _note_name(names, str(name), int(seq))
             self._insert_names(names)
-            after = int(rows[-1][0])
 
     def _insert_names(self, names: Mapping[str, tuple[str, int]]) -> None:
         if names:

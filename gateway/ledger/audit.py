@@ -320,7 +320,8 @@ class _RangeAuditor:
                     )
                 )
             chain = stored_chain
-            # ---- the item index entries of this event: one item's key in its own row,
+            # ---- the item index entries of this event: one item's key in its own row
+            # (or, written by a schema 2 appender, in item_events: lookups read both),
             # several items' in item_events rows
             head = index.head
             while head is not None and head[0] < seq:
@@ -331,7 +332,7 @@ class _RangeAuditor:
                 indexed.append(head[1])
                 head = index.advance()
             report.index_rows += len(indexed)
-            if keys is not None and (indexed != keys or (item_key is None) == (len(keys) == 1)):
+            if keys is not None and (indexed != keys or (item_key is not None and len(keys) != 1)):
                 where = "its row" if item_key is not None else "item_events"
                 fail(
                     Failure(

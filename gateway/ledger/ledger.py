@@ -331,7 +331,8 @@ class Ledger:
             tx.insert_events(batch.rows(prepared))
             if len(batch.appended) != len(events):  # a store that left rows unread
                 raise StoreError(f"{tx.url}: {len(batch.appended)} of {len(events)} rows stored")
-            tx.insert_item_events(batch.index_rows)
+            if batch.index_rows:
+                tx.insert_item_events(batch.index_rows)
             tx.insert_blocks(batch.blocks)
             tx.set_open_block(signer, *batch.open_block())
         return batch.appended
@@ -412,8 +413,9 @@ class Ledger:
     # ---- reading ---------------------------------------------------------------------
 
     def item_state(self, item_key: str) -> ItemState | None:
-        """The item's current state, from its latest event (one index seek and one
-        primary-key read, whatever the ledger's size), or None if unknown."""
+        """The item's current state, from its latest event (an index seek in events and in
+        item_events, and one primary-key read, whatever the ledger's size), or None if
+        unknown."""
         if not isinstance(item_key, str) or not item_key:
             raise LedgerError(f"item key must be a non-empty string, got {item_key!r:.80}")
         row = self.store.item_state(item_key)

@@ -6,7 +6,8 @@ taken before the head of the chain is read, so concurrent workers keep the chain
 Round trips dominate small writes, so a write transaction sends its ``BEGIN`` and lock with
 its first statement, writes nobody reads the result of (``_write``) with the next statement
 or the ``COMMIT``, and several reads in one pipeline (``_execute_all``): an append is
-four round trips (lock and reads, two COPYs, writes and commit) whatever the batch size.
+three round trips (lock and reads, the events' COPY, writes and commit) whatever the batch
+size, four when some of its events name several items (their item_events COPY).
 """
 
 from __future__ import annotations
@@ -198,9 +199,14 @@ class PostgresStore(SqlStore):
             self._pending = []
 
     def _rollback(self) -> None:
-        # If the connection is gone, the server rolls back on its own.
+        """Roll back; if that fails or leaves the connection mid-protocol (an interrupt in
+        the middle of a COPY), close the connection: the server then aborts the transaction
+        and releases the append lock, which it would otherwise hold for every other writer.
+        The store answers StoreError from then on."""
         with suppress(psycopg.Error):
             self._conn.execute("ROLLBACK")
+        if self._conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            self._conn.close()
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:

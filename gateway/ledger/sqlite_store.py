@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.ledger.store import NewEventRow, SqlStore, StoreError
 
-#: Rows per multi-row INSERT (5 parameters each: well under SQLite's 32,766 variables).
+#: Rows per multi-row INSERT (6 parameters each: well under SQLite's 32,766 variables).
 _ROWS_PER_INSERT = 500
 
 

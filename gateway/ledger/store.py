@@ -296,7 +296,8 @@ class SqlStore(abc.ABC):
                         "(SELECT chain FROM events ORDER BY seq DESC LIMIT 1), "
                         "(SELECT first_seq FROM open_blocks WHERE signer = ?), "
                         "(SELECT event_count FROM open_blocks WHERE signer = ?), "
-                        "(SELECT MAX(block_no) FROM blocks)"
+                        "(SELECT MAX(block_no) FROM blocks), "
+                        "(SELECT value FROM ledger_meta WHERE key = 'schema')"
                     ),
                     (signer, signer),
                 ),
@@ -311,7 +312,12 @@ class SqlStore(abc.ABC):
                 ),
             ]
         )
-        seq, chain, first_open, open_count, block_no = state[0]
+        seq, chain, first_open, open_count, block_no, schema = state[0]
+        if schema != SCHEMA_VERSION:  # moved on by a newer writer since this one opened it
+            raise StoreError(
+                f"{self.url}: the ledger is at schema version {schema}, this code writes "
+                f"{SCHEMA_VERSION}: run every writer at the same version"
+            )
         return AppendState(
             None if seq is None else (int(seq), bytes(chain)),
             0 if first_open is None else int(first_open),

@@ -213,10 +213,22 @@ def test_pointing_an_event_rows_key_at_another_item_is_named(ledger: Ledger) -> 
     assert "item index" in reason
 
 
-def test_moving_a_single_items_key_into_item_events_is_named(ledger: Ledger) -> None:
-    # the lookups would still find it; the audit holds the layout the appender writes
+def test_a_single_items_key_in_item_events_passes_as_a_schema_2_writer_left_it(
+    ledger: Ledger,
+) -> None:
+    # a schema 2 appender still running while another process moved the ledger to
+    # schema 3 writes the key there; the lookups read both places
     build(ledger)
     tamper(ledger.store, "UPDATE events SET item_key = NULL WHERE seq = 3")
+    tamper(ledger.store, "INSERT INTO item_events (item_key, seq) VALUES (?, 3)", (epc(2),))
+    assert ledger.audit(strict=True).ok
+    assert [h.seq for h in ledger.history(epc(2))] == [3, 9]
+
+
+def test_a_single_items_key_both_in_its_row_and_in_item_events_is_named(
+    ledger: Ledger,
+) -> None:
+    build(ledger)
     tamper(ledger.store, "INSERT INTO item_events (item_key, seq) VALUES (?, 3)", (epc(2),))
     seq, reason = first(ledger)
     assert seq == 3

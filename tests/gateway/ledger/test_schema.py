@@ -71,3 +71,14 @@ def test_an_unknown_schema_version_is_refused(
     ledger.close()
     with pytest.raises(StoreError, match="schema version 9, this code reads 3"):
         Ledger.open(ledger_url)
+
+
+def test_a_writer_refuses_a_ledger_moved_to_another_version_since_it_opened(
+    open_ledger: Callable[[], Ledger],
+) -> None:
+    ledger = open_ledger()
+    ledger.append(event(1), BRAND)
+    tamper(ledger.store, "UPDATE ledger_meta SET value = '4' WHERE key = 'schema'")
+    with pytest.raises(StoreError, match="schema version 4, this code writes 3"):
+        ledger.append(event(2), BRAND)
+    assert ledger.store.event_count() == 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from gateway import items as items_module
 from gateway.items import ItemProjection, ItemStatus
 from gateway.ledger.epcis import BizStep
 from gateway.ledger.ledger import Ledger
@@ -31,6 +34,35 @@ def test_names_of_is_filled_for_events_applied_before_the_table_existed(ledger: 
         ledger.store._execute("DELETE FROM gw_items_hwm WHERE name = 'names'")
     reopened = ItemProjection(ledger.store)
     assert reopened.names_of(item(1).key) == [epc(1)]
+
+
+def test_names_of_backfill_keeps_every_name_of_an_event_naming_several(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # seven rows a query: before windows of whole seqs, the first read stopped after the
+    # first of the packing event's three names and the other two were never read
+    monkeypatch.setattr(items_module, "SYNC_CHUNK", 7)
+    projection = ItemProjection(ledger.store)
+    ledger.append_batch([commission(n) for n in (1, 2, 3, 4, 5)], BRAND)
+    packing = {
+        "type": "AggregationEvent",
+        "eventTime": "2026-11-28T10:00:00.000Z",
+        "eventTimeZoneOffset": "+00:00",
+        "parentID": "urn:epc:id:sscc:0614141.1234567890",
+        "childEPCs": [item(4).digital_link, item(5).digital_link],  # names seen only here
+        "action": "ADD",
+        "bizStep": "packing",
+    }
+    ledger.append_batch([observe(3, BizStep.RECEIVING), packing], SITE)  # seqs 6 and 7
+    projection.sync()
+    with ledger.store.write():
+        ledger.store._execute("DROP TABLE gw_item_names")
+        ledger.store._execute("DELETE FROM gw_items_hwm WHERE name = 'names'")
+    reopened = ItemProjection(ledger.store)
+    for n in (1, 2, 3):
+        assert reopened.names_of(item(n).key) == [epc(n)]
+    for n in (4, 5):
+        assert reopened.names_of(item(n).key) == [epc(n), item(n).digital_link]
 
 
 def test_names_of_survives_a_rebuild_without_duplicates(ledger: Ledger) -> None:
