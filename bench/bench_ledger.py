@@ -31,7 +31,7 @@ from tests.support.postgres import PostgresServer
 
 BIG = int(os.environ.get("PROVGATE_BENCH_LEDGER_ITEMS", "1000000"))
 SMALL = 10_000
-APPEND_EVENTS = 30_000
+APPEND_EVENTS = 60_000
 APPEND_BATCH = 500
 #: A gateway that groups the gate events of several requests into one commit.
 APPEND_BIG_BATCH = 2_000
