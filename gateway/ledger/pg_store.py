@@ -203,9 +203,11 @@ class PostgresStore(SqlStore):
         the middle of a COPY), close the connection: the server then aborts the transaction
         and releases the append lock, which it would otherwise hold for every other writer.
         The store answers StoreError from then on."""
-        with suppress(psycopg.Error):
-            self._conn.execute("ROLLBACK")
-        if self._conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        status = psycopg.pq.TransactionStatus
+        if self._conn.pgconn.transaction_status != status.ACTIVE:  # not mid-command
+            with suppress(psycopg.Error):
+                self._conn.execute("ROLLBACK")
+        if self._conn.pgconn.transaction_status != status.IDLE:
             self._conn.close()
 
     @contextmanager
