@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from edge_agent.vision.colour_shift import hue_shift
 from edge_agent.vision.config import VisionConfig
 from edge_agent.vision.datamatrix import read_item_id
-from edge_agent.vision.preprocess import check_frame, decode_jpeg, locate, warp_label
+from edge_agent.vision.preprocess import check_frame, decode_jpeg, locate, locate_quad, warp_label
 from edge_agent.vision.runtime import LoadedModel, load_interpreter
 from gatewire.messages import VisionVerdict
 
@@ -116,12 +116,17 @@ class LabelChecker:
         return result
 
     def _images(self, frames: Sequence[FrameInput]) -> list[NDArray[np.uint8]]:
-        bare = isinstance(frames, str | bytes | bytearray | memoryview)  # one frame, not a list
-        if bare or not isinstance(frames, Sequence) or not 1 <= len(frames) <= MAX_FRAMES:
+        listed = type(frames) in (list, tuple)  # the usual case, without the ABC's check
+        if not listed and (
+            isinstance(frames, (str, bytes, bytearray, memoryview))  # one frame, not a list
+            or not isinstance(frames, Sequence)
+        ):
+            raise _UnreadableError("bad_frame_count")
+        if not 1 <= len(frames) <= MAX_FRAMES:
             raise _UnreadableError("bad_frame_count")
         images = []
         for frame in frames:
-            if isinstance(frame, bytes | bytearray | memoryview):
+            if isinstance(frame, (bytes, bytearray, memoryview)):
                 decoded = decode_jpeg(bytes(frame))
                 if decoded is None:
                     raise _UnreadableError("corrupt_image")
@@ -142,21 +147,24 @@ class LabelChecker:
         images = self._images(frames)
         clock = _lap(timings, "decode", clock)
 
-        corners, failure = locate(images[0])
-        if corners is None:
+        quad, failure = locate_quad(images[0])
+        if quad is None:
             raise _UnreadableError(failure.value if failure else "no_label")
         _lap(timings, "locate", clock)
         two_frame = self.config.two_frame and len(images) == 2
-        score, label = self._score(images[0], corners, timings, keep_label=two_frame)
+        score, label = self._score(images[0], quad, timings, keep_label=two_frame)
         if math.isnan(score):
             raise _UnreadableError("model_error")
         clock = time.perf_counter()
+        corners = None  # as an array, for the checks that take one
+        if label is not None or self.config.decode_datamatrix:
+            corners = np.array(quad, dtype=np.float32).reshape(4, 2)
 
         reasons = []
         if score < self.threshold:
             reasons.append("label_model")
         shift = None
-        if label is not None:  # two frames, and the gate's option on
+        if label is not None and corners is not None:  # two frames, and the gate's option on
             shift = self._hue_shift(label, images, corners)
             if shift is None:
                 reasons.append("colour_shift_missing")
@@ -165,7 +173,7 @@ class LabelChecker:
             clock = _lap(timings, "colour_shift", clock)
 
         item_id = None
-        if self.config.decode_datamatrix:
+        if corners is not None and self.config.decode_datamatrix:
             item_id = read_item_id(images[0], corners)
             _lap(timings, "datamatrix", clock)
         verdict = VisionVerdict.SUSPECT if reasons else VisionVerdict.GENUINE
@@ -174,12 +182,13 @@ class LabelChecker:
     def _score(
         self,
         frame: NDArray[np.uint8],
-        corners: NDArray[np.float32],
+        corners: list[float],
         timings: dict[str, float],
         *,
         keep_label: bool,
     ) -> tuple[float, NDArray[np.uint8] | None]:
-        """The model's genuine score for the label at ``corners``, and the warped label if
+        """The model's genuine score for the label at ``corners`` (flat, as
+        :func:`locate_quad` gives them), and the warped label if
         ``keep_label``; without it the label is warped straight into the model's input.
         Times the warp and the inference."""
         model = self.model

@@ -17,8 +17,11 @@ the long edge higher in the frame.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import operator
+import struct
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Final, NamedTuple
 
@@ -38,9 +41,11 @@ __all__ = [
     "image_size",
     "locate",
     "locate_label",
+    "locate_quad",
     "warp_label",
 ]
 
+_UINT8: Final = np.dtype(np.uint8)
 MIN_FRAME_SIDE: Final = 96
 MAX_FRAME_SIDE: Final = 4096
 MAX_IMAGE_BYTES: Final = 32 * 1024 * 1024
@@ -142,7 +147,7 @@ def decode_jpeg(data: bytes) -> NDArray[np.uint8] | None:
 
 def check_frame(frame: object) -> str | None:
     """None if ``frame`` is a usable BGR uint8 image, else the reason it is not."""
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
+    if not isinstance(frame, np.ndarray) or frame.dtype != _UINT8:
         return "bad_frame_type"
     if frame.ndim != 3 or frame.shape[2] != 3:
         return "bad_frame_channels"
@@ -162,7 +167,7 @@ def _work_image(frame: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], float]:
     """
     step = max(2, -(-frame.shape[1] // _WORK_WIDTH))
     _fetch(frame[::step])
-    return np.ascontiguousarray(frame[::step, ::step, 1]), float(step)
+    return frame[::step, ::step, 1].copy(), float(step)
 
 
 _LINE_PIXELS: Final = 21
@@ -172,31 +177,39 @@ _LINE_PIXELS: Final = 21
 def _fetch(region: NDArray[np.uint8]) -> None:
     """Read every cache line of ``region`` (a view of a frame) once, in address order.
 
-    A camera frame is in main memory, not in the CPU's caches. The work image copy and
-    the label warp read it in their own order (a few pixels of a row, then the next
-    row; along the tilted label), stalling on each line they miss. One read per line,
-    row after row, keeps many lines in flight at once; the copy or warp that follows
-    finds them in cache. Measured here on cold frames: the warp took about 40 µs less
-    than without, the fetch included.
+    A camera frame is in main memory, not in the CPU's caches. The work image copy
+    reads a few bytes of a row, then the next, stalling on each line it misses. One
+    read per line, row after row, keeps many lines in flight at once; the copy that
+    follows finds them in cache, and so do the refinement's profiles that cross those
+    rows. (Fetching the label's box before its warp, or the bands the profiles cross,
+    measured no gain.)
     """
     if region.ndim == 3:  # a copy of a few KB: the cheapest read of every line
         region[:, ::_LINE_PIXELS, 1].copy()
 
 
-_SIDE_ROWS: Final = np.arange(4 * _SAMPLES)
+def _fetch_around(frame: NDArray[np.uint8], xs: Quad, ys: Quad, margin: float) -> None:
+    """:func:`_fetch` the part of ``frame`` within ``margin`` pixels of the box around the
+    points (``xs``, ``ys``); nothing if one of them is not finite."""
+    if all(map(math.isfinite, xs + ys)):
+        rows = slice(max(0, int(min(ys) - margin)), max(0, int(max(ys) + margin) + 2))
+        _fetch(frame[rows, max(0, int(min(xs) - margin)) : max(0, int(max(xs) + margin) + 2)])
+
+
 _SIDES: Final = np.arange(4)
 _WINDOW_STEPS: Final = 4
 """Steps searched for the peak of the outermost strong step: it and the ones inside it."""
-_PEAK_WINDOW: Final = np.arange(_WINDOW_STEPS)
 _PARABOLA: Final = np.array([[0.5, 0.0, -0.5], [1.0, -2.0, 1.0]])
 """Half the difference of a peak's neighbours, and its second difference."""
-_POINT_PLAN: Final = np.stack(
-    [np.ones((4, _SAMPLES)), np.tile(_SAMPLE_AT, (4, 1)), np.zeros((4, _SAMPLES))], axis=-1
-)
-"""Coefficients of (corner, side vector, outward normal) for each edge point, depth 0."""
 _PAIR_FIRST, _PAIR_SECOND = np.triu_indices(_SAMPLES, k=1)
+_T: Final = _SAMPLE_AT.tolist()
+"""Each profile's place along its side (0 to 1), as plain floats."""
+_SUM_T: Final = sum(_T)
+_SUM_TT: Final = sum(t * t for t in _T)
 
 
+_FLOAT32: Final = struct.Struct("8f")
+"""Packs four corners as float32: unpacked again, the float32 nearest each."""
 Quad = list[float]
 """Four corners as a flat list, x0, y0, x1, y1, …: the locating stages pass few numbers,
 and plain floats cost less than small arrays do."""
@@ -245,20 +258,36 @@ def _coarse_quads(work: NDArray[np.uint8]) -> list[Quad] | LocateFailure:
         best = (contour, rect)
     if best is None:
         return LocateFailure.LABEL_CUT_OFF if cut_off else LocateFailure.NO_LABEL
-    contour, rect = best
-    box = _clockwise(cv2.boxPoints(rect).ravel().tolist())
+    contour, ((centre_x, centre_y), (rect_w, rect_h), angle) = best
+    box = _box_corners(centre_x, centre_y, rect_w, rect_h, angle)
     hull = cv2.convexHull(contour)
     approx = cv2.approxPolyDP(hull, 0.04 * cv2.arcLength(hull, True), True)
     if len(approx) != 4:
         return [box]
-    polygon = _clockwise([float(value) for value in approx.ravel().tolist()])
-    limit = _MAX_CORNER_GAP * min(rect[1])
+    polygon: Quad = _clockwise(approx.ravel().tolist())  # whole work pixels
+    limit = _MAX_CORNER_GAP * min(rect_w, rect_h)
     box_corners = list(zip(box[::2], box[1::2], strict=True))
     near = all(  # every polygon corner near one of the box's
-        any(math.hypot(x - bx, y - by) <= limit for bx, by in box_corners)
-        for x, y in zip(polygon[::2], polygon[1::2], strict=True)
+        min(map(math.dist, itertools.repeat(corner, 4), box_corners)) <= limit
+        for corner in zip(polygon[::2], polygon[1::2], strict=True)
     )
     return [polygon, box] if near else [box, polygon]
+
+
+def _box_corners(
+    centre_x: float, centre_y: float, width: float, height: float, angle: float
+) -> Quad:
+    """Clockwise corners of the rectangle ``cv2.minAreaRect`` describes (as
+    ``cv2.boxPoints`` gives them, in plain floats)."""
+    radians = math.radians(angle)
+    b, a = math.cos(radians) * 0.5, math.sin(radians) * 0.5
+    x0 = centre_x - a * height - b * width
+    y0 = centre_y + b * height - a * width
+    x1 = centre_x + a * height - b * width
+    y1 = centre_y - b * height - a * width
+    return _clockwise(
+        [x0, y0, x1, y1, 2 * centre_x - x0, 2 * centre_y - y0, 2 * centre_x - x1, 2 * centre_y - y1]
+    )
 
 
 def _corners(lines: list[tuple[float, float, float]]) -> list[float] | None:
@@ -279,39 +308,44 @@ class _ProfilePlan(NamedTuple):
     """How :func:`_refine` samples profiles across the sides and reads their steps."""
 
     coefficients: NDArray[np.float32]
-    """Each profile pixel's coefficients of (corner, side vector, outward normal), as
-    (profiles · pixels) × 3."""
-    last_window_at: NDArray[np.intp]
-    """Per profile, where its outermost peak window starts in the flat step table."""
+    """Each profile pixel's coefficients of its side's (corner, side vector, outward
+    normal), as (samples · pixels) × 3, alike for the four sides: one matrix product
+    places every pixel. Each profile runs outward to inward. (A plan for all four
+    sides in one matrix measured slower: its size in the caches costs more than the
+    product it saves.)"""
+    windows: NDArray[np.intp]
+    """Per profile, where its first ``_WINDOW_STEPS`` steps are in the flat step table."""
     last_window: int
-    """The same within the profile: its steps less a window."""
-    neighbours: NDArray[np.intp]
-    """3 × flat steps: each step's place before, at and after it in the table; at a
-    profile's end the end step stands in for the one past it."""
-    depth_start: NDArray[np.float64]
-    """Per profile, what to add to a step's place in the table for its depth (pixels
-    outward), midway between the step's two pixels."""
+    """Where a profile's innermost window starts: its steps less a window."""
+    row_starts: NDArray[np.intp]
+    """Per profile, where its steps start in the flat step table (4 · samples × 1)."""
+    around: NDArray[np.intp]
+    """For a peak at each step of a profile, where it and its neighbours before and after
+    are in the profile (steps × 3); at either end the end step stands in for the one past
+    it."""
+    outer_depth: float
+    """Depth (pixels outward) of a profile's outermost step, midway between the step's two
+    pixels; step k lies k pixels further in."""
 
 
 @functools.cache
 def _profile_plan(reach: float) -> _ProfilePlan:
     """The plan for profiles ``reach`` pixels either side of a side."""
-    offsets = np.arange(-reach, reach + 0.5, 1.0)
-    plan = np.ones((_SAMPLES, len(offsets), 3))
-    plan[..., 1] = _SAMPLE_AT[:, None]
-    plan[..., 2] = offsets
+    offsets = np.arange(reach, -reach - 0.5, -1.0)
+    side = np.ones((_SAMPLES, len(offsets), 3))
+    side[..., 1] = _SAMPLE_AT[:, None]
+    side[..., 2] = offsets
     steps = len(offsets) - 2  # a step spans two pixels
-    row_start = _SIDE_ROWS * steps
-    last_window = steps - _WINDOW_STEPS
+    row_starts = np.arange(4 * _SAMPLES)[:, None] * steps
     at = np.arange(steps)
-    around = np.stack([np.maximum(at - 1, 0), at, np.minimum(at + 1, steps - 1)])
-    places = row_start[None, :, None] + around[:, None, :]  # 3 × profiles × steps
+    around = np.stack([np.maximum(at - 1, 0), at, np.minimum(at + 1, steps - 1)], axis=-1)
     return _ProfilePlan(
-        plan.reshape(-1, 3).astype(np.float32),
-        row_start + last_window,
-        last_window,
-        places.reshape(3, -1),
-        offsets[1] - row_start,
+        side.reshape(-1, 3).astype(np.float32),
+        row_starts + np.arange(_WINDOW_STEPS),
+        steps - _WINDOW_STEPS,
+        row_starts,
+        around,
+        float(offsets[1]),
     )
 
 
@@ -323,25 +357,27 @@ def _refine(frame: NDArray[np.uint8], quad: Quad, reach: float) -> tuple[Quad, f
     in reach along part of a side, so the caller repeats until the corners settle.
 
     Across each side, at ``_SAMPLES`` places, a profile of the green channel runs from
-    ``reach`` pixels inside to ``reach`` outside; the edge is its outermost strong
-    light-to-dark step (dark print just inside may step harder than paper to belt),
-    interpolated to a fraction of a pixel. Each side's line is fitted through the edge
-    points that lie on one straight line, so those on an occluder do not count. The
-    arrays are small, so the work is arranged in few numpy calls.
+    ``reach`` pixels outside to ``reach`` inside; the edge is the peak of its outermost
+    strong light-to-dark step (dark print just inside may step harder than paper to
+    belt), interpolated to a fraction of a pixel. Each side's line is fitted
+    through the edge points that lie on one straight line, so those on an occluder do
+    not count. Every numpy call costs microseconds once the model has run (its work
+    evicts theirs from the caches), so the work is arranged in few of them.
     """
     xs, ys = quad[::2], quad[1::2]
     basis: list[float] = []  # per side: first corner, vector along it, outward normal
+    sides: list[tuple[float, float, float, float, float, float, float]] = []
     shortest = math.inf
     for x0, y0, x1, y1 in zip(xs, ys, xs[1:] + xs[:1], ys[1:] + ys[:1], strict=True):
         length = math.hypot(x1 - x0, y1 - y0)
         if length < 4 * reach:
             return None
         shortest = min(shortest, length)
-        basis += (1, x0, y0, 0, x1 - x0, y1 - y0, 0, (y1 - y0) / length, (x0 - x1) / length)
-    # as homogeneous (1, x, y) rows, so one product gives a point's (1, x, y)
-    sides = np.array(basis, dtype=np.float32).reshape(4, 3, 3)  # clockwise: outward is left
-    plan, last_window_at, last_window, around, depth_start = _profile_plan(reach)
-    maps = np.matmul(plan, sides[..., 1:]).reshape(4 * _SAMPLES, -1, 2)
+        nx, ny = (y1 - y0) / length, (x0 - x1) / length  # clockwise: outward is left
+        basis += (x0, y0, x1 - x0, y1 - y0, nx, ny)
+        sides.append((x0, y0, x1 - x0, y1 - y0, nx, ny, length))
+    plan, windows, last_window, row_starts, around, outer_depth = _profile_plan(reach)
+    maps = np.matmul(plan, np.array(basis, dtype=np.float32).reshape(4, 3, 2))
     # OpenCV's remap is several times faster with a constant border, and the same as
     # replicating the frame's edge when every profile lies inside the frame
     height, width = frame.shape[:2]
@@ -349,32 +385,40 @@ def _refine(frame: NDArray[np.uint8], quad: Quad, reach: float) -> tuple[Quad, f
     inside = inside and max(ys) + reach <= height - 1
     border = cv2.BORDER_CONSTANT if inside else cv2.BORDER_REPLICATE
     profiles = cv2.remap(  # type: ignore[call-overload]  # no map2 for a 2-channel map1
-        frame, maps, None, cv2.INTER_LINEAR, borderMode=border
+        frame, maps.reshape(4 * _SAMPLES, -1, 2), None, cv2.INTER_LINEAR, borderMode=border
     )
-    green = profiles[..., 1]
-    steps = np.subtract(green[:, :-2], green[:, 2:], dtype=np.int16)  # light in, dark out: > 0
+    # the green channel's steps over two pixels: dark out, light in is > 0
+    steps = np.subtract(profiles[:, 2:, 1], profiles[:, :-2, 1], dtype=np.int16)
+    strongest = steps.max(axis=1)
     # strong: at least half the strongest step, rounded down, and _MIN_STEP; for whole
     # numbers x >= (m + 1) // 2 is 2x >= m
-    doubled_threshold = np.maximum(steps.max(axis=1), 2 * _MIN_STEP - 1)
-    from_outside = (steps + steps >= doubled_threshold[:, None])[:, ::-1].argmax(axis=1)
-    # the outermost strong step's peak is within it and the three steps inside it
-    window = last_window_at - np.minimum(from_outside, last_window)
-    peak_at = window + steps.take(window[:, None] + _PEAK_WINDOW).argmax(axis=1)
-    neighbours = steps.take(around[:, peak_at])  # before, at and after each peak
-    slope, curve = np.matmul(_PARABOLA, neighbours)  # the parabola through them
+    doubled_threshold = np.maximum(strongest, 2 * _MIN_STEP - 1)
+    outermost = (steps + steps >= doubled_threshold[:, None]).argmax(axis=1)
+    start = np.minimum(outermost, last_window)  # the window: it and the steps inside it
+    peak = start + steps.take(windows + start[:, None]).argmax(axis=1)
+    # to a fraction of a pixel: the top of the parabola through the peak's neighbours
+    slope, curve = np.matmul(_PARABOLA, steps.take(row_starts + around[peak]).T)
     shift = np.maximum(np.minimum(slope / np.minimum(curve, -1e-3), 0.5), -0.5)
-    coefficients = _POINT_PLAN.copy()
-    coefficients[..., 2] = (peak_at + depth_start + shift).reshape(4, _SAMPLES)
-    points = np.matmul(coefficients, sides)  # 4 × samples × (1, x, y)
-    strong = (neighbours[1] >= _MIN_STEP).reshape(4, _SAMPLES)
-    lines = _side_lines(points, strong, _ON_LINE)  # every edge point on its side's line
-    if lines is None:  # some are off (an occluder, a smudge): find the straight part
-        on_line = _straight_edges(points[..., 1:], strong)
+    depths = outer_depth - peak - shift
+    # a profile with a strong step has its peak there, and one without has none
+    strong = strongest >= _MIN_STEP
+    fits = _fit_sides(depths, strong, _ON_LINE)  # every edge point on its side's line
+    if fits is None:  # some are off (an occluder, a smudge): find the straight part
+        lengths = np.array([side[6] for side in sides])[:, None]
+        depths = depths.reshape(4, _SAMPLES)
+        on_line = _straight_edges(_SAMPLE_AT * lengths, depths, strong.reshape(4, _SAMPLES))
         if on_line is None:
             return None
-        lines = _side_lines(points, on_line, 2 * _ON_LINE)
-        if lines is None:
+        fits = _fit_sides(depths, on_line, 2 * _ON_LINE)
+        if fits is None:
             return None
+    lines = []
+    for (x0, y0, dx, dy, nx, ny, _), (offset, tilt) in zip(sides, fits, strict=True):
+        # the edge is at depth offset + tilt · t at t along the side
+        ax, ay = dx + tilt * nx, dy + tilt * ny
+        norm = math.hypot(ax, ay)
+        a, b = ay / norm, -ax / norm
+        lines.append((a, b, -(a * (x0 + offset * nx) + b * (y0 + offset * ny))))
     refined = _corners(lines)
     if refined is None:
         return None
@@ -384,53 +428,63 @@ def _refine(frame: NDArray[np.uint8], quad: Quad, reach: float) -> tuple[Quad, f
     return refined, moved
 
 
-def _side_lines(
-    points: NDArray[np.float64], keep: NDArray[np.bool_], tolerance: float
-) -> list[tuple[float, float, float]] | None:
-    """Each side's line (a, b, c: a·x + b·y + c = 0) fitted through its kept points, or
-    None if a side has too few or one of them lies farther than ``tolerance`` off it.
-    ``points`` are (1, x, y), 4 sides × samples × 3.
+def _fit_sides(
+    depths: NDArray[np.float64], keep: NDArray[np.bool_], tolerance: float
+) -> list[tuple[float, float]] | None:
+    """Each side's edge as depth = offset + tilt · t (t along the side, 0 to 1), fitted
+    through its kept points by least squares; or None if a side has too few or one of
+    them lies farther than ``tolerance`` off it. ``depths`` and ``keep`` hold 4 × samples
+    values, side after side.
 
-    Total least squares: the line through the points' centre along their principal
-    axis, from sums of 1, x, y and their products, found for all four sides by one
-    matrix product. The squares of the points' distances from that line add up to the
-    smaller eigenvalue of their scatter; where it is under ``_SURELY_ON_LINE`` × the
-    squared tolerance on every side, no point can be off its line and the distances
-    need not be measured one by one (the margin is many times any rounding error).
+    The depths are measured across the side, so the least-squares line in (t, depth) is
+    the edge's (distances off it are measured across the side too). Four dozen numbers:
+    Python's own sums cost less than numpy's calls. The squared distances of the points
+    from their line add up to what the sums leave unexplained; where that is under
+    ``_SURELY_ON_LINE`` × the squared tolerance no point can be off its line, and the
+    distances need not be measured one by one.
     """
-    terms = points * keep[..., None]  # kept points' (1, x, y); zeros for the others
-    lines = []  # as (c, a, b), to match the terms
-    all_close = True
-    for (count, sum_x, sum_y), (_, sum_xx, sum_xy), (_, _, sum_yy) in np.matmul(
-        terms.transpose(0, 2, 1), terms
-    ).tolist():
-        if count < _MIN_SIDE_POINTS:
+    fits = []
+    limit = _SURELY_ON_LINE * tolerance * tolerance
+    all_depths, all_keep = depths.ravel().tolist(), keep.ravel().tolist()
+    for first in range(0, 4 * _SAMPLES, _SAMPLES):
+        side_depths = all_depths[first : first + _SAMPLES]
+        side_keep = all_keep[first : first + _SAMPLES]
+        if all(side_keep):
+            along, across, count, sum_t, sum_tt = _T, side_depths, _SAMPLES, _SUM_T, _SUM_TT
+        else:
+            along = list(itertools.compress(_T, side_keep))
+            across = list(itertools.compress(side_depths, side_keep))
+            count = len(along)
+            if count < _MIN_SIDE_POINTS:
+                return None
+            sum_t, sum_tt = sum(along), sum(map(operator.mul, along, along))
+        sum_d = sum(across)
+        sum_td = sum(map(operator.mul, along, across))
+        sum_dd = sum(map(operator.mul, across, across))
+        det = count * sum_tt - sum_t * sum_t
+        offset = (sum_tt * sum_d - sum_t * sum_td) / det
+        tilt = (count * sum_td - sum_t * sum_d) / det
+        if sum_dd - offset * sum_d - tilt * sum_td > limit and any(
+            abs(depth - offset - tilt * t) > tolerance
+            for t, depth in zip(along, across, strict=True)
+        ):
             return None
-        mean_x, mean_y = sum_x / count, sum_y / count
-        xx, xy, yy = sum_xx - sum_x * mean_x, sum_xy - sum_x * mean_y, sum_yy - sum_y * mean_y
-        angle = 0.5 * math.atan2(2 * xy, xx - yy)
-        a, b = math.sin(angle), -math.cos(angle)  # normal of the direction (cos, sin)
-        lines.append((-(a * mean_x + b * mean_y), a, b))
-        squares = (xx + yy - math.hypot(xx - yy, 2 * xy)) / 2  # the smaller eigenvalue
-        all_close = all_close and squares <= _SURELY_ON_LINE * tolerance * tolerance
-    if not all_close:
-        distances = np.matmul(terms, np.array(lines)[..., None])  # 4 × samples × 1
-        if float(np.abs(distances).max()) > tolerance:
-            return None
-    return [(a, b, c) for c, a, b in lines]
+        fits.append((offset, tilt))
+    return fits
 
 
 def _straight_edges(
-    points: NDArray[np.float64], strong: NDArray[np.bool_]
+    along: NDArray[np.float64], depths: NDArray[np.float64], strong: NDArray[np.bool_]
 ) -> NDArray[np.bool_] | None:
     """Which edge points of each side lie on that side's line (4 × samples), or None.
+    A point is ``along`` its side and ``depths`` across it, pixels.
 
     The line is the one through two of the side's points that most others lie near
     (every pair is tried: a dozen points make 66 pairs), so up to half the points may
     be off the edge, on an occluder or a smudge, without bending it. A side with fewer
     than ``_MIN_SIDE_POINTS`` on a straight line is not a label's edge (texture, noise).
     """
-    x, y = points[..., 0], points[..., 1]  # 4 × samples
+    x, y = along, depths  # 4 × samples
     x0, y0 = x[:, _PAIR_FIRST, None], y[:, _PAIR_FIRST, None]  # 4 × pairs × 1
     dx, dy = x[:, _PAIR_SECOND, None] - x0, y[:, _PAIR_SECOND, None] - y0
     length = np.sqrt(dx * dx + dy * dy)
@@ -477,25 +531,44 @@ def _settle(frame: NDArray[np.uint8], quad: Quad, reach: float) -> Quad | None:
 
 def locate(frame: NDArray[np.uint8]) -> tuple[NDArray[np.float32] | None, LocateFailure | None]:
     """Corners of the label (TL, TR, BR, BL) in a BGR ``frame``, or None and why not."""
+    quad, failure = locate_quad(frame)
+    if quad is None:
+        return None, failure
+    return np.array(quad, dtype=np.float32).reshape(4, 2), None
+
+
+def locate_quad(frame: NDArray[np.uint8]) -> tuple[Quad | None, LocateFailure | None]:
+    """:func:`locate`'s corners as a flat list of floats (x0, y0, x1, …: TL, TR, BR, BL),
+    rounded to float32 like its array; or None and why not. What :func:`warp_label` takes
+    without converting."""
     work, scale = _work_image(frame)
-    darkest, lightest, _, _ = cv2.minMaxLoc(work)
-    if lightest - darkest < _MIN_CONTRAST:
-        return None, LocateFailure.BLANK_FRAME
     candidates = _coarse_quads(work)
     if isinstance(candidates, LocateFailure):
-        return None, candidates
+        return None, _blank_or(work, candidates)
+    reach = 3 * scale
     for candidate in candidates:
-        quad = _settle(frame, [value * scale for value in candidate], reach=3 * scale)
+        quad = _settle(frame, [value * scale for value in candidate], reach)
         if quad is not None:
             break
     else:
-        return None, LocateFailure.NO_LABEL
+        return None, _blank_or(work, LocateFailure.NO_LABEL)
     quad = _canonical_order(quad)
     height, width = frame.shape[:2]
     xs, ys = quad[::2], quad[1::2]
     if min(*xs, *ys) < -scale or max(xs) > width - 1 + scale or max(ys) > height - 1 + scale:
         return None, LocateFailure.LABEL_CUT_OFF
-    return np.array(quad, dtype=np.float32).reshape(4, 2), None
+    return list(_FLOAT32.unpack(_FLOAT32.pack(*quad))), None
+
+
+def _blank_or(work: NDArray[np.uint8], failure: LocateFailure) -> LocateFailure:
+    """``BLANK_FRAME`` if the work image has too little contrast to show anything (a
+    black, white or covered frame), else ``failure``.
+
+    Asked only when no label was found: one found has edges of at least ``_MIN_STEP``
+    grey levels, so its frame is not blank, and every frame spared the look saves a call.
+    """
+    darkest, lightest, _, _ = cv2.minMaxLoc(work)
+    return LocateFailure.BLANK_FRAME if lightest - darkest < _MIN_CONTRAST else failure
 
 
 def locate_label(frame: NDArray[np.uint8]) -> NDArray[np.float32] | None:
@@ -503,46 +576,66 @@ def locate_label(frame: NDArray[np.uint8]) -> NDArray[np.float32] | None:
     return locate(frame)[0]
 
 
-@functools.cache
-def _outer_corners(width: int, height: int) -> NDArray[np.float32]:
-    """The outer corners (TL, TR, BR, BL) of a ``width`` × ``height`` image."""
+def _label_to_frame(corners: Quad, width: int, height: int) -> NDArray[np.float64]:
+    """The perspective map from a ``width`` × ``height`` label image to the frame: output
+    pixel (x, y) (pixel centres at integers) lies at frame point matrix · (x, y, 1).
+
+    ``corners`` (TL, TR, BR, BL, as x0, y0, …) are where the image's outer corners go.
+    In closed form (the unit square to a quadrilateral, after Heckbert), so neither
+    OpenCV's 8 × 8 solve for the label-to-frame map nor its inversion is needed; the
+    same map up to rounding.
+    """
+    x0, y0, x1, y1, x2, y2, x3, y3 = corners
+    sx, sy = x0 - x1 + x2 - x3, y0 - y1 + y2 - y3
+    dx1, dx2, dy1, dy2 = x1 - x2, x3 - x2, y1 - y2, y3 - y2
+    det = dx1 * dy2 - dx2 * dy1
+    g = (sx * dy2 - dx2 * sy) / det if det else 0.0
+    h = (dx1 * sy - sx * dy1) / det if det else 0.0
+    a, b, d, e = x1 - x0 + g * x1, x3 - x0 + h * x3, y1 - y0 + g * y1, y3 - y0 + h * y3
+    # unit square point (u, v) = ((x + 0.5) / width, (y + 0.5) / height)
+    u, v = 1 / width, 1 / height
     return np.array(
-        [[-0.5, -0.5], [width - 0.5, -0.5], [width - 0.5, height - 0.5], [-0.5, height - 0.5]],
-        dtype=np.float32,
+        [
+            [a * u, b * v, (a * u + b * v) / 2 + x0],
+            [d * u, e * v, (d * u + e * v) / 2 + y0],
+            [g * u, h * v, (g * u + h * v) / 2 + 1],
+        ]
     )
 
 
 def warp_label(
     frame: NDArray[np.uint8],
-    corners: NDArray[np.float32],
+    corners: NDArray[np.float32] | Sequence[float],
     width: int,
     height: int,
     out: NDArray[np.uint8] | None = None,
 ) -> NDArray[np.uint8]:
-    """The label inside ``corners`` (TL, TR, BR, BL) as an upright ``width`` × ``height`` image,
+    """The label inside ``corners`` (TL, TR, BR, BL: a 4 × 2 array, or a flat sequence
+    x0, y0, x1, … as :func:`locate_quad` gives) as an upright ``width`` × ``height`` image,
     written into ``out`` (a C-contiguous ``height`` × ``width`` × 3 uint8 array) if given.
 
     Corners are the label's outer corners, so the result covers the label edge to edge,
     like the canonical ``LABEL_W`` × ``LABEL_H`` layout scaled to ``width`` × ``height``.
     Each output pixel is the frame pixel nearest its centre: bilinear sampling of this
     3-channel warp measured four to ten times slower here, more than a small model's
-    whole invocation.
+    whole invocation. A label inside the frame is warped with a constant border, which
+    OpenCV does faster and which is then never read.
     """
-    target = _outer_corners(width, height)
-    corners = np.asarray(corners, dtype=np.float32)
-    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = corners.tolist()
-    xs, ys = (x0, x1, x2, x3), (y0, y1, y2, y3)
-    if all(map(math.isfinite, xs + ys)):  # the label's bounding box, a pixel around it
-        rows = slice(max(0, int(min(ys))), max(0, int(max(ys)) + 2))
-        _fetch(frame[rows, max(0, int(min(xs))) : max(0, int(max(xs)) + 2)])
-    matrix = cv2.getPerspectiveTransform(corners, target)
+    quad = corners.ravel().tolist() if isinstance(corners, np.ndarray) else list(corners)
+    xs, ys = quad[::2], quad[1::2]
+    _fetch_around(frame, xs, ys, 0)
+    frame_height, frame_width = frame.shape[:2]
+    finite = all(map(math.isfinite, quad))
+    inside = finite and min(quad) >= 0 and max(xs) <= frame_width - 1
+    inside = inside and max(ys) <= frame_height - 1
+    matrix = _label_to_frame(quad, width, height) if finite else np.full((3, 3), np.nan)
     warped = cv2.warpPerspective(
         frame,
         matrix,
         (width, height),
         dst=out,
-        flags=cv2.INTER_NEAREST,
-        borderMode=cv2.BORDER_REPLICATE,
+        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT if inside else cv2.BORDER_REPLICATE,
     )
     if out is None:
         return np.asarray(warped, dtype=np.uint8)

@@ -116,6 +116,13 @@ def test_a_bare_frame_instead_of_a_list_is_refused(checker: LabelChecker) -> Non
     _assert_unreadable(checker.check(frame), "bad_frame_count")  # type: ignore[arg-type]
 
 
+def test_a_tuple_of_frames_is_checked_like_a_list(checker: LabelChecker) -> None:
+    frame = render_sample(6, LabelKind.GENUINE, frames=1).frames[0]
+    as_tuple, as_list = checker.check((frame,)), checker.check([frame])
+    assert as_tuple.verdict is as_list.verdict is not VisionVerdict.UNREADABLE
+    assert as_tuple.score == as_list.score
+
+
 def test_a_strided_view_of_a_frame_is_checked_like_the_frame(checker: LabelChecker) -> None:
     sample = render_sample(13, LabelKind.GENUINE, frames=1)
     rgb = np.ascontiguousarray(sample.frames[0][..., ::-1])
