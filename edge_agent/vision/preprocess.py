@@ -181,8 +181,8 @@ def _fetch(region: NDArray[np.uint8]) -> None:
     reads a few bytes of a row, then the next, stalling on each line it misses. One
     read per line, row after row, keeps many lines in flight at once; the copy that
     follows finds them in cache, and so do the refinement's profiles that cross those
-    rows. (Fetching the label's box before its warp, or the bands the profiles cross,
-    measured no gain.)
+    rows; :func:`warp_label` fetches the label's box the same way before it warps. (Fetching
+    the bands the profiles cross measured no gain.)
     """
     if region.ndim == 3:  # a copy of a few KB: the cheapest read of every line
         region[:, ::_LINE_PIXELS, 1].copy()
@@ -553,6 +553,8 @@ def locate_quad(frame: NDArray[np.uint8]) -> tuple[Quad | None, LocateFailure | 
     else:
         return None, _blank_or(work, LocateFailure.NO_LABEL)
     quad = _canonical_order(quad)
+    if not _convex(quad):  # a label seen flat or in perspective is a convex quadrilateral
+        return None, LocateFailure.NO_LABEL
     height, width = frame.shape[:2]
     xs, ys = quad[::2], quad[1::2]
     if min(*xs, *ys) < -scale or max(xs) > width - 1 + scale or max(ys) > height - 1 + scale:
@@ -560,12 +562,24 @@ def locate_quad(frame: NDArray[np.uint8]) -> tuple[Quad | None, LocateFailure | 
     return list(_FLOAT32.unpack(_FLOAT32.pack(*quad))), None
 
 
+def _convex(quad: Quad) -> bool:
+    """Whether the corners (in order) turn the same way at every corner."""
+    xs, ys = quad[::2], quad[1::2]
+    turns = [
+        (xs[(i + 1) % 4] - xs[i]) * (ys[(i + 2) % 4] - ys[(i + 1) % 4])
+        - (ys[(i + 1) % 4] - ys[i]) * (xs[(i + 2) % 4] - xs[(i + 1) % 4])
+        for i in range(4)
+    ]
+    return all(t > 0 for t in turns) or all(t < 0 for t in turns)
+
+
 def _blank_or(work: NDArray[np.uint8], failure: LocateFailure) -> LocateFailure:
     """``BLANK_FRAME`` if the work image has too little contrast to show anything (a
     black, white or covered frame), else ``failure``.
 
-    Asked only when no label was found: one found has edges of at least ``_MIN_STEP``
-    grey levels, so its frame is not blank, and every frame spared the look saves a call.
+    Asked only when no label was found (every frame spared the look saves a call). A
+    faint label the work image cannot see clearly may then be located on the full frame
+    and scored instead of called blank; either way it is held.
     """
     darkest, lightest, _, _ = cv2.minMaxLoc(work)
     return LocateFailure.BLANK_FRAME if lightest - darkest < _MIN_CONTRAST else failure

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,9 @@ class LoadedModel:
         self._pixels = np.empty(shape[1:], np.uint8)
         """Where :meth:`classify_written` has the label written and quantises it."""
         self._pixels_as_input = self._pixels.view(self.input_dtype).reshape(shape)
+        #: One inference at a time: the input array and the interpreter are shared state
+        #: (two threads would mix their labels; uncontended, the lock costs nothing).
+        self._lock = threading.Lock()
 
     def _quantiser(self) -> Callable[[NDArray[np.uint8]], NDArray[Any]]:
         """The cheapest exact mapping from uint8 pixels (real value x/255) to the input."""
@@ -167,8 +171,8 @@ class LoadedModel:
 
     def _in_place_mapping(self) -> bool | None:
         """Whether the input takes pixels with their top bit flipped (True) or as they are
-        (False), so a label image can be written into the input buffer and quantised there;
-        None for any other input."""
+        (False), so a label image can be quantised where it is written, in place; None for
+        any other input."""
         q = self.input_quantisation
         if q.is_float or not math.isclose(q.scale * 255, 1.0, rel_tol=1e-3):
             return None
@@ -204,9 +208,10 @@ class LoadedModel:
 
     def invoke(self, tensor: NDArray[Any]) -> float:
         """Run the model on an already quantised input tensor; the genuine score."""
-        self.interpreter.set_tensor(self._input_index, tensor)
-        self.interpreter.invoke()
-        return self.score_output(self.interpreter.get_tensor(self._output_index))
+        with self._lock:
+            self.interpreter.set_tensor(self._input_index, tensor)
+            self.interpreter.invoke()
+            return self.score_output(self.interpreter.get_tensor(self._output_index))
 
     def classify(self, label_bgr: NDArray[np.uint8]) -> float:
         """Genuine score (0..1) of an upright BGR label image at the model's input size."""
@@ -228,13 +233,14 @@ class LoadedModel:
             image = np.empty(self._input_shape[1:], np.uint8)
             write(image)
             return self.classify(image)
-        pixels = self._pixels
-        write(pixels)
-        if flip:
-            np.bitwise_xor(pixels, np.uint8(128), out=pixels)
-        self.interpreter.set_tensor(self._input_index, self._pixels_as_input)
-        self.interpreter.invoke()
-        return self.score_output(self.interpreter.get_tensor(self._output_index))
+        with self._lock:
+            pixels = self._pixels
+            write(pixels)
+            if flip:
+                np.bitwise_xor(pixels, np.uint8(128), out=pixels)
+            self.interpreter.set_tensor(self._input_index, self._pixels_as_input)
+            self.interpreter.invoke()
+            return self.score_output(self.interpreter.get_tensor(self._output_index))
 
 
 def load_interpreter(

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from edge_agent.vision import preprocess
 from edge_agent.vision.layout import COUNTERFEIT_KINDS, LABEL_H, LABEL_W, LabelKind
 from edge_agent.vision.preprocess import (
     LocateFailure,
@@ -308,3 +309,13 @@ def test_image_size_of_other_data_is_none() -> None:
     for data in (b"", b"\xff\xd8", b"\xff\xd8\xff\xd9", b"\xff\xd8\x00\x00", bmp.tobytes()):
         assert image_size(data) is None
         assert decode_jpeg(data) is None
+
+
+def test_only_a_convex_quadrilateral_counts_as_a_label() -> None:
+    square = [0.0, 0.0, 10.0, 0.0, 10.0, 6.0, 0.0, 6.0]
+    assert preprocess._convex(square)
+    assert preprocess._convex(square[6:] + square[:6])  # any starting corner
+    assert preprocess._convex([0.0, 0.0, 0.0, 6.0, 10.0, 6.0, 10.0, 0.0])  # other way round
+    assert not preprocess._convex([0.0, 0.0, 10.0, 6.0, 10.0, 0.0, 0.0, 6.0])  # bow tie
+    assert not preprocess._convex([0.0, 0.0, 10.0, 0.0, 3.0, 2.0, 0.0, 6.0])  # dented
+    assert not preprocess._convex([0.0, 0.0, 5.0, 0.0, 10.0, 0.0, 0.0, 6.0])  # three in line

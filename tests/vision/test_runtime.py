@@ -6,6 +6,8 @@ import importlib
 import math
 import os
 import sys
+import threading
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.vision.preprocess import locate_quad, warp_label
 from edge_agent.vision.runtime import (
     RUNTIME_ENV,
     LoadedModel,
@@ -21,6 +24,7 @@ from edge_agent.vision.runtime import (
     interpreter_class,
     load_interpreter,
 )
+from simulators.labels import render_dataset
 from tests.vision.vision_model import model_under_test
 
 
@@ -299,3 +303,35 @@ def test_an_output_that_is_no_probability_is_nan_not_certainly_genuine(raw: floa
     assert math.isnan(model.score_output(np.array([[raw]], np.float32)))
     logits = LoadedModel(_StubInterpreter(np.int8, (0.1, 0), 100), "stub")  # reads 10.0
     assert math.isnan(logits.classify(np.zeros((32, 64, 3), np.uint8)))
+
+
+def test_two_threads_on_one_model_each_get_their_own_labels_score(model: LoadedModel) -> None:
+    """The model's input array and interpreter are shared: one inference at a time, or a
+    label written by one thread would be scored for the other."""
+
+    labels = []
+    for sample in render_dataset(5, 12, frames=1):
+        quad, _ = locate_quad(sample.frames[0])
+        if quad is not None:
+            labels.append(warp_label(sample.frames[0], quad, model.width, model.height))
+    scores = [model.classify(label) for label in labels]
+    low, high = labels[int(np.argmin(scores))], labels[int(np.argmax(scores))]
+    alone = {id(low): model.classify(low), id(high): model.classify(high)}
+    assert alone[id(high)] - alone[id(low)] > 0.5  # labels the model tells apart
+    mixed: list[int] = []
+
+    def work(label: np.ndarray) -> None:
+        def write(out: np.ndarray) -> None:
+            out[...] = label
+            time.sleep(0)  # let the other thread run between the write and the inference
+
+        for _ in range(60):
+            if model.classify_written(write) != alone[id(label)]:
+                mixed.append(1)
+
+    threads = [threading.Thread(target=work, args=(label,)) for label in (low, high)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert mixed == []
