@@ -24,6 +24,22 @@ def epc(n: int) -> str:
     return f"urn:epc:id:sgtin:0614141.107346.{n}"
 
 
+PALLET = "urn:epc:id:sscc:0614141.1234567890"
+
+
+def aggregation(children: Sequence[str]) -> dict[str, Any]:
+    """An EPCIS 2.0 AggregationEvent packing ``children`` on PALLET (several items)."""
+    return {
+        "type": "AggregationEvent",
+        "eventTime": "2026-11-28T10:00:00.000Z",
+        "eventTimeZoneOffset": "+00:00",
+        "parentID": PALLET,
+        "childEPCs": list(children),
+        "action": "ADD",
+        "bizStep": "packing",
+    }
+
+
 def event(
     n: int,
     biz_step: str = "commissioning",

@@ -16,6 +16,7 @@ from gateway.ledger.signing import Keystore, OrgKey, raw_public
 from tests.gateway.ledger.ledger_support import (
     BRAND,
     SITE,
+    aggregation,
     epc,
     event,
     fake_event_hash,
@@ -235,21 +236,9 @@ def test_a_single_items_key_both_in_its_row_and_in_item_events_is_named(
     assert "item index" in reason
 
 
-def _aggregation(children: list[str]) -> dict[str, object]:
-    return {
-        "type": "AggregationEvent",
-        "eventTime": "2026-11-28T10:00:00.000Z",
-        "eventTimeZoneOffset": "+00:00",
-        "parentID": "urn:epc:id:sscc:0614141.1234567890",
-        "childEPCs": children,
-        "action": "ADD",
-        "bizStep": "packing",
-    }
-
-
 def test_removing_an_aggregations_item_events_row_is_named(ledger: Ledger) -> None:
     build(ledger)
-    ledger.append(_aggregation([epc(1), epc(2)]), SITE)  # seq 13: three items
+    ledger.append(aggregation([epc(1), epc(2)]), SITE)  # seq 13: three items
     assert ledger.audit().ok
     tamper(ledger.store, "DELETE FROM item_events WHERE seq = 13 AND item_key = ?", (epc(2),))
     seq, reason = first(ledger)
@@ -259,7 +248,7 @@ def test_removing_an_aggregations_item_events_row_is_named(ledger: Ledger) -> No
 
 def test_a_key_in_the_row_of_an_event_naming_several_items_is_named(ledger: Ledger) -> None:
     build(ledger)
-    ledger.append(_aggregation([epc(1), epc(2)]), SITE)
+    ledger.append(aggregation([epc(1), epc(2)]), SITE)
     tamper(ledger.store, "UPDATE events SET item_key = ? WHERE seq = 13", (epc(1),))
     seq, reason = first(ledger)
     assert seq == 13

@@ -12,7 +12,15 @@ import pytest
 from gateway.ledger.chain import GENESIS, next_chain
 from gateway.ledger.ledger import Ledger, LedgerError
 from gateway.ledger.store import StoreError, open_store
-from tests.gateway.ledger.ledger_support import BRAND, SITE, epc, event, fake_event_hash
+from tests.gateway.ledger.ledger_support import (
+    BRAND,
+    PALLET,
+    SITE,
+    aggregation,
+    epc,
+    event,
+    fake_event_hash,
+)
 
 
 def test_appends_get_consecutive_seqs_and_cbv_style_ids(ledger: Ledger) -> None:
@@ -54,17 +62,9 @@ def test_history_lists_an_items_events_oldest_first(ledger: Ledger) -> None:
 
 
 def test_aggregation_event_indexes_parent_and_children(ledger: Ledger) -> None:
-    agg = {
-        "type": "AggregationEvent",
-        "eventTime": "2026-11-28T10:00:00.000Z",
-        "eventTimeZoneOffset": "+00:00",
-        "parentID": "urn:epc:id:sscc:0614141.1234567890",
-        "childEPCs": [epc(1), epc(2)],
-        "action": "ADD",
-        "bizStep": "packing",
-    }
+    agg = aggregation([epc(1), epc(2)])
     ledger.append(agg, SITE)
-    assert ledger.item_state("urn:epc:id:sscc:0614141.1234567890") is not None
+    assert ledger.item_state(PALLET) is not None
     assert [h.seq for h in ledger.history(epc(2))] == [1]
 
 

@@ -9,21 +9,15 @@ import pytest
 
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.store import StoreError
-from tests.gateway.ledger.ledger_support import BRAND, SITE, epc, event, tamper
-
-PALLET = "urn:epc:id:sscc:0614141.1234567890"
-
-
-def _aggregation() -> dict[str, object]:
-    return {
-        "type": "AggregationEvent",
-        "eventTime": "2026-11-28T10:00:00.000Z",
-        "eventTimeZoneOffset": "+00:00",
-        "parentID": PALLET,
-        "childEPCs": [epc(1), epc(2)],
-        "action": "ADD",
-        "bizStep": "packing",
-    }
+from tests.gateway.ledger.ledger_support import (
+    BRAND,
+    PALLET,
+    SITE,
+    aggregation,
+    epc,
+    event,
+    tamper,
+)
 
 
 def _as_schema_2(ledger: Ledger) -> None:
@@ -44,7 +38,7 @@ def test_a_schema_2_ledger_is_moved_to_schema_3_on_open(
 ) -> None:
     ledger = open_ledger()
     ledger.append_batch([event(i) for i in range(6)], BRAND)
-    ledger.append(_aggregation(), SITE)
+    ledger.append(aggregation([epc(1), epc(2)]), SITE)
     ledger.append(event(1, "receiving", "in_progress", t=3), SITE)
     ledger.seal()
     histories = {key: ledger.history(key) for key in (epc(1), epc(2), epc(5), PALLET)}

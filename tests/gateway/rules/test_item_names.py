@@ -8,6 +8,7 @@ from gateway import items as items_module
 from gateway.items import ItemProjection, ItemStatus
 from gateway.ledger.epcis import BizStep
 from gateway.ledger.ledger import Ledger
+from tests.gateway.ledger.ledger_support import aggregation
 from tests.gateway.rules.rules_support import BRAND, SITE, commission, epc, item, observe
 
 DIGITAL_LINK = item(1).digital_link
@@ -44,15 +45,7 @@ def test_names_of_backfill_keeps_every_name_of_an_event_naming_several(
     monkeypatch.setattr(items_module, "SYNC_CHUNK", 7)
     projection = ItemProjection(ledger.store)
     ledger.append_batch([commission(n) for n in (1, 2, 3, 4, 5)], BRAND)
-    packing = {
-        "type": "AggregationEvent",
-        "eventTime": "2026-11-28T10:00:00.000Z",
-        "eventTimeZoneOffset": "+00:00",
-        "parentID": "urn:epc:id:sscc:0614141.1234567890",
-        "childEPCs": [item(4).digital_link, item(5).digital_link],  # names seen only here
-        "action": "ADD",
-        "bizStep": "packing",
-    }
+    packing = aggregation([item(4).digital_link, item(5).digital_link])  # names seen only here
     ledger.append_batch([observe(3, BizStep.RECEIVING), packing], SITE)  # seqs 6 and 7
     projection.sync()
     with ledger.store.write():
