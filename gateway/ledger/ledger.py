@@ -9,6 +9,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from gateway.ledger import merkle
@@ -313,16 +314,13 @@ class Ledger:
             raise LedgerError(f"batch of {len(events)} events; at most {MAX_BATCH} per batch")
         if not events:
             return []
-        hash_fn, keys_fn = self.event_hash, self.item_keys_fn
-
-        def prepare(index: int, event: Mapping[str, Any]) -> _Prepared:
-            return _prepare(index, event, hash_fn, keys_fn)
-
         # A store that sends rows while they are produced (PostgreSQL's COPY) gets the
         # events prepared as they are sent, under the lock: the server stores one part of
         # the batch while the next is hashed (client and server overlap, on two cores).
         # Any other store gets them prepared before the lock is taken.
-        prepared: Iterable[_Prepared] = map(prepare, range(len(events)), events)
+        prepared: Iterable[_Prepared] = map(
+            _prepare, range(len(events)), events, repeat(self.event_hash), repeat(self.item_keys_fn)
+        )
         if not self.store.streams_inserts:
             prepared = list(prepared)
         with self.store.write() as tx:
