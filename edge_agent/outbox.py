@@ -18,9 +18,12 @@ entry (MQTT 5 failure reason code) keeps it first in line, retried after a backo
 A broker acknowledgement means the broker has the event, not that the gateway recorded it:
 the protocol has no event acknowledgement. A gate therefore runs its outbox paused until the
 gateway's retained availability says online, and pauses it when that says offline (last will
-or clean stop): :func:`edge_agent.runner.build_gate` wires this. What remains is the window
-between a gateway crash and its last will (up to 1.5 × its keepalive); closing it needs the
-gateway on a persistent session and a broker with persistence.
+or clean stop): :func:`edge_agent.runner.build_gate` wires this. The gateway takes events on
+a persistent session and acknowledges each to the broker only once it is recorded (or
+refused), so an event the broker has survives a gateway crash, even one before its last
+will: the broker sends it again to the restarted worker (docs/gateway.md). What remains is
+the broker's side: a broker restart keeps the events waiting only with persistence on, and
+mosquitto drops events beyond ``max_queued_messages`` for a worker that is down or behind.
 """
 
 from __future__ import annotations

@@ -198,7 +198,10 @@ class LimitSettings(BaseModel):
         ge=10,
         le=1_000_000,
         title="Background queue size",
-        description="Events and heartbeats waiting for the database; beyond: dropped, counted",
+        description=(
+            "Events and heartbeats waiting for the database; beyond: heartbeats dropped and "
+            "counted, gate events wait (the broker holds them)"
+        ),
     )
     status_interval_s: float = Field(
         default=15.0,

@@ -21,8 +21,13 @@ per burst, and answered with a sealed ``error`` when the gate is known from the 
 Events, heartbeats and statuses go through a bounded queue to a background thread that
 owns the database writes (ledger appends with the item projection's fold, gate status), so
 a slow disk never delays a verdict; it lets them gather for a few milliseconds, then records
-the events among them in one transaction. Nothing a client sends can raise out of a paho
-callback.
+the events among them in one transaction. Gate events arrive on a second client of their
+own, on a persistent session with a stable client id and manual acknowledgements: an
+event is acknowledged (PUBACK) only once the background thread is done with it (recorded
+and committed, refused, or failed and counted), so the broker keeps, and sends again to
+the restarted worker, every event a dead worker had not finished; when the queue is full,
+that client's callback waits for room (back-pressure) instead of dropping the event.
+Nothing a client sends can raise out of a paho callback.
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import GateKind, GatewayConfig
@@ -118,6 +125,16 @@ _MAX_INFLIGHT: Final = 256
 """Verdicts (QoS 1) paho keeps in flight, unacknowledged, before it queues the next: its
 default of 20 held back bursts of answers to held requests (measured: ~8 % more CPU per
 request under pipelined load)."""
+_EVENTS_IN_FLIGHT: Final = 2 * _BACKGROUND_BATCH
+"""Gate events the broker may have sent the events client unacknowledged (MQTT 5 Receive
+Maximum): a full transaction being committed and the next one gathering. Without it an
+MQTT 5 client gets mosquitto's ``max_inflight_messages`` (20 by default), which at a few
+thousand events/s caps every transaction at 20 events; MQTT 3.1.1 has no such property
+(the broker's ``max_inflight_messages`` governs)."""
+_SESSION_EXPIRY_S: Final = 86_400
+"""How long the broker keeps the events client's session (MQTT 5) while it is away."""
+_PUT_WAIT_S: Final = 0.1
+"""Back-pressure: how often a callback waiting for room in the queue checks for stop()."""
 _STOP: Final = object()
 
 
@@ -209,11 +226,14 @@ def _calls(
 
 @dataclass(frozen=True, slots=True)
 class _Work:
-    """A message for the background thread."""
+    """A message for the background thread; for a gate event, what acknowledges it: its
+    packet id and the events client's connection it came on (-1: nothing to acknowledge)."""
 
     channel: Channel
     gate: str
     payload: bytes
+    mid: int = 0
+    connection: int = -1
 
 
 class GatewayService:
@@ -285,6 +305,14 @@ class GatewayService:
             else MQTTProtocolVersion.MQTTv311
         )
         self.client_id = f"provgate-gateway-{config.site}-{config.mqtt.worker}-{os.getpid()}"
+        self.events_client_id = f"provgate-gateway-{config.site}-{config.mqtt.worker}-events"
+        """Stable (no pid): a restarted worker resumes the session of the one before."""
+        self._events_client = None if make_background is None else self._new_events_client(protocol)
+        self._events_connection = 0
+        """Counts the events client's connections; a packet id acknowledges only on its own."""
+        self._acking = threading.Lock()
+        """Orders acknowledgements (background thread) against a lost connection (paho's)."""
+        self._events_subscribed = threading.Event()
         self._client = make_client(self.client_id, protocol)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.max_inflight_messages_set(_MAX_INFLIGHT)
@@ -312,17 +340,35 @@ class GatewayService:
                     f"gateway: cannot open the database: {self._background_error}"
                 ) from self._background_error
         address = BrokerAddress.from_url(self.config.mqtt.url)
-        if address.username is not None:
-            self._client.username_pw_set(address.username, address.password)
+        events = self._events_client
+        clients = [self._client] if events is None else [self._client, events]
+        keepalive = self.config.mqtt.keepalive_s
         try:
-            self._client.connect(address.host, address.port, keepalive=self.config.mqtt.keepalive_s)
+            for client in clients:
+                if address.username is not None:
+                    client.username_pw_set(address.username, address.password)
+                if client is events and self.config.mqtt.protocol == 5:
+                    session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                    session.SessionExpiryInterval = _SESSION_EXPIRY_S
+                    session.ReceiveMaximum = _EVENTS_IN_FLIGHT
+                    client.connect(
+                        address.host, address.port, keepalive, clean_start=False, properties=session
+                    )
+                else:
+                    client.connect(address.host, address.port, keepalive=keepalive)
         except OSError as exc:
+            for client in clients:
+                client.disconnect()
             self._stop_background()
             raise ConnectionError(
                 f"gateway: cannot reach the broker at {address.host}:{address.port}: {exc}"
             ) from exc
-        self._client.loop_start()
-        if not self._subscribed.wait(timeout):
+        for client in clients:
+            client.loop_start()
+        subscribed = self._subscribed.wait(timeout)
+        if subscribed and events is not None:
+            subscribed = self._events_subscribed.wait(timeout)
+        if not subscribed:
             self.stop()
             raise TimeoutError("gateway: subscriptions not acknowledged by the broker")
         _freeze_start_up_objects()
@@ -344,7 +390,11 @@ class GatewayService:
                 log.warning("gateway: offline status not confirmed by the broker")
         self._client.disconnect()
         self._client.loop_stop()
-        self._stop_background()
+        self._take_events_sent()
+        self._stop_background()  # records, then acknowledges, the events it holds
+        if self._events_client is not None:
+            self._events_client.disconnect()  # after those acknowledgements, in paho's queue
+            self._events_client.loop_stop()
         if self.on_stopped is not None:
             self.on_stopped()
         log.info("gateway worker %s stopped; counters: %s", self.config.mqtt.worker, self.counts())
@@ -392,11 +442,10 @@ class GatewayService:
         topics = self._topics
         shared = [
             (topics.shared_verify_requests(group), 1),
-            (f"$share/{group}/{topics.events}", 1),
             (f"$share/{group}/{topics.heartbeats}", 0),
             (topics.statuses, 1),
         ]
-        client.subscribe(shared)
+        client.subscribe(shared)  # gate events: on the events client
         client.publish(topics.gateway_status, self._availability(online=True), qos=1, retain=True)
         self._connected.set()
         log.info("gateway %s connected to the broker as %s", self.site, self.client_id)
@@ -423,6 +472,132 @@ class GatewayService:
             log.error("gateway: subscription refused by the broker: %s", failed)
             return
         self._subscribed.set()
+
+    # ---- the events client (its own paho thread) -----------------------------------------
+
+    def _new_events_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
+        """The gate events' client: persistent session, acknowledgements sent by us."""
+        v5 = protocol is MQTTProtocolVersion.MQTTv5
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.events_client_id,
+            protocol=protocol,
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+        client.on_socket_open = _nodelay
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_events_connect
+        client.on_disconnect = self._on_events_disconnect
+        client.on_subscribe = self._on_events_subscribe
+        client.on_message = self._on_event_message
+        return client
+
+    def _on_events_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: object,
+    ) -> None:
+        if reason.is_failure:
+            log.error("gateway: broker refused the events connection: %s", reason)
+            return
+        client.subscribe([(self._events_filter(), 1)])
+        log.info(
+            "gateway %s: events client %s connected (session %s)",
+            self.site,
+            self.events_client_id,
+            "resumed" if flags.session_present else "new",
+        )
+
+    def _events_filter(self) -> str:
+        return f"$share/{self.config.mqtt.share_group}/{self._topics.events}"
+
+    def _take_events_sent(self) -> None:
+        """At stop, take the events the broker sent before it: one round trip on the events
+        connection (a SUBACK follows every message the broker wrote before it)."""
+        client = self._events_client
+        if client is None or not client.is_connected():
+            return
+        self._events_subscribed.clear()
+        client.subscribe([(self._events_filter(), 1)])
+        if not self._events_subscribed.wait(2.0):
+            log.warning("gateway: the broker did not answer the events client at stop")
+
+    def _on_events_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason: ReasonCode,
+        properties: object,
+    ) -> None:
+        with self._acking:  # what that connection delivered the broker sends again
+            self._events_connection += 1
+        self._events_subscribed.clear()
+        if not self._stopping:
+            log.warning("gateway: lost the broker on the events client (%s); reconnecting", reason)
+
+    def _on_events_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, reasons: Any, properties: object
+    ) -> None:
+        failed = [r for r in reasons if getattr(r, "is_failure", False)]
+        if failed:
+            log.error("gateway: events subscription refused by the broker: %s", failed)
+            return
+        self._events_subscribed.set()
+
+    def _on_event_message(
+        self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage
+    ) -> None:
+        """Hand a gate event to the background thread, which acknowledges it when done;
+        wait while its queue is full, unless stopping: what is not acknowledged (left out,
+        or queued after the background thread's last batch) the broker sends again to this
+        worker's session."""
+        try:
+            topic = self._parse_topic(msg.topic)  # counts a topic of another site
+            if topic is None or topic.channel is not Channel.EVENT or topic.is_gateway:
+                if topic is not None:
+                    self._refused("event", "bad_topic", f"not an event topic: {msg.topic!r}")
+                if msg.qos:
+                    client.ack(msg.mid, msg.qos)  # nothing to record
+                return
+            payload = msg.payload
+            work = _Work(
+                Channel.EVENT,
+                topic.gate,
+                payload if isinstance(payload, bytes) else bytes(payload),
+                msg.mid,
+                self._events_connection if msg.qos else -1,
+            )
+            try:
+                self._queue.put_nowait(work)
+                return
+            except queue.Full:
+                self.counters.add("events.waited")
+            while not self._stopping:
+                try:
+                    self._queue.put(work, timeout=_PUT_WAIT_S)
+                    return
+                except queue.Full:
+                    continue
+        except Exception:  # a paho callback must never raise
+            self.counters.add("internal")
+            log.exception("gateway: unexpected error taking a gate event on %s", msg.topic)
+
+    def _acknowledge(self, works: Sequence[_Work]) -> None:
+        """PUBACK the gate events of ``works`` that came on the events client's current
+        connection (a packet id of an earlier one may now name another message)."""
+        client = self._events_client
+        if client is None:
+            return
+        with self._acking:
+            current = self._events_connection
+            for work in works:
+                if work.connection == current:
+                    client.ack(work.mid, 1)
 
     # ---- messages (paho thread) ----------------------------------------------------------
 
@@ -476,7 +651,8 @@ class GatewayService:
         except OSError:
             return False
 
-    def _dispatch(self, client: mqtt.Client, topic_name: str, payload: bytes) -> None:
+    def _parse_topic(self, topic_name: str) -> ParsedTopic | None:
+        """The topic, parsed, if it is one of this site's (else counted and logged)."""
         topic: ParsedTopic | TopicError | None = self._topic_of.get(topic_name)
         if topic is None:
             topic = parse_topic(topic_name)
@@ -486,6 +662,12 @@ class GatewayService:
                 self._topic_of[topic_name] = topic
         if not isinstance(topic, ParsedTopic) or topic.site != self.site:
             self._refused("topic", "bad_topic", f"not a topic of site {self.site}: {topic_name!r}")
+            return None
+        return topic
+
+    def _dispatch(self, client: mqtt.Client, topic_name: str, payload: bytes) -> None:
+        topic = self._parse_topic(topic_name)
+        if topic is None:
             return
         channel = topic.channel
         if channel is Channel.VERIFY_REQUEST:
@@ -692,8 +874,13 @@ class GatewayService:
                 next_report = time.monotonic() + interval
 
     def _handle_background(self, batch: list[_Work], sink: EventSink, status: StatusSink) -> None:
+        """Record ``batch``; then acknowledge its gate events, every one of them done with
+        (recorded and committed, refused, or failed and counted)."""
         events: list[GateEvent] = []
+        acks: list[_Work] = []
         for work in batch:
+            if work.connection >= 0:
+                acks.append(work)
             try:
                 if work.channel is Channel.EVENT:
                     event = self._open_event(work)
@@ -708,6 +895,8 @@ class GatewayService:
                 log.exception("gateway: could not handle a %s from %s", work.channel, work.gate)
         if events:
             self._ingest(events, sink)
+        if acks:
+            self._acknowledge(acks)
 
     def _ingest(self, events: list[GateEvent], sink: EventSink) -> None:
         """Record ``events`` in one transaction; if that fails, one by one (recording is
@@ -800,6 +989,12 @@ class GatewayService:
             )
         except Exception:
             log.exception("gateway: could not record its own status")
+
+
+def _nodelay(client: mqtt.Client, userdata: object, sock: object) -> None:
+    """TCP_NODELAY on every socket of the events client (as :func:`make_client` does)."""
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 _frozen = threading.Event()
