@@ -307,18 +307,18 @@ class GatewayService:
         self.client_id = f"provgate-gateway-{config.site}-{config.mqtt.worker}-{os.getpid()}"
         self.events_client_id = f"provgate-gateway-{config.site}-{config.mqtt.worker}-events"
         """Stable (no pid): a restarted worker resumes the session of the one before."""
+        self._events_subscribed = threading.Event()
         self._events_client = None if make_background is None else self._new_events_client(protocol)
         self._events_connection = 0
         """Counts the events client's connections; a packet id acknowledges only on its own."""
         self._acking = threading.Lock()
         """Orders acknowledgements (background thread) against a lost connection (paho's)."""
-        self._events_subscribed = threading.Event()
         self._client = make_client(self.client_id, protocol)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.max_inflight_messages_set(_MAX_INFLIGHT)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
-        self._client.on_subscribe = self._on_subscribe
+        self._client.on_subscribe = self._on_suback(self._subscribed, "subscription")
         self._client.on_message = self._on_message
         self._client.will_set(
             self._topics.gateway_status, self._availability(online=False), qos=1, retain=True
@@ -464,14 +464,21 @@ class GatewayService:
         if not self._stopping:
             log.warning("gateway: lost the broker (%s); reconnecting", reason)
 
-    def _on_subscribe(
-        self, client: mqtt.Client, userdata: object, mid: int, reasons: Any, properties: object
-    ) -> None:
-        failed = [r for r in reasons if getattr(r, "is_failure", False)]
-        if failed:
-            log.error("gateway: subscription refused by the broker: %s", failed)
-            return
-        self._subscribed.set()
+    @staticmethod
+    def _on_suback(done: threading.Event, what: str) -> Callable[..., None]:
+        """An ``on_subscribe`` callback that sets ``done`` once the broker granted every
+        subscription of ``what`` (and logs a refusal)."""
+
+        def on_subscribe(
+            client: mqtt.Client, userdata: object, mid: int, reasons: Any, properties: object
+        ) -> None:
+            failed = [r for r in reasons if getattr(r, "is_failure", False)]
+            if failed:
+                log.error("gateway: %s refused by the broker: %s", what, failed)
+                return
+            done.set()
+
+        return on_subscribe
 
     # ---- the events client (its own paho thread) -----------------------------------------
 
@@ -489,7 +496,7 @@ class GatewayService:
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_events_connect
         client.on_disconnect = self._on_events_disconnect
-        client.on_subscribe = self._on_events_subscribe
+        client.on_subscribe = self._on_suback(self._events_subscribed, "events subscription")
         client.on_message = self._on_event_message
         return client
 
@@ -539,15 +546,6 @@ class GatewayService:
         self._events_subscribed.clear()
         if not self._stopping:
             log.warning("gateway: lost the broker on the events client (%s); reconnecting", reason)
-
-    def _on_events_subscribe(
-        self, client: mqtt.Client, userdata: object, mid: int, reasons: Any, properties: object
-    ) -> None:
-        failed = [r for r in reasons if getattr(r, "is_failure", False)]
-        if failed:
-            log.error("gateway: events subscription refused by the broker: %s", failed)
-            return
-        self._events_subscribed.set()
 
     def _on_event_message(
         self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage
