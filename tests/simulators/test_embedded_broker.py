@@ -88,11 +88,19 @@ def raw_connect(url: str, client_id: bytes, *, keepalive: int = 30) -> socket.so
     return sock
 
 
-def closed_by_peer(sock: socket.socket) -> bool:
+def closed_by_peer(sock: socket.socket, wait: float = 2.0) -> bool:
+    """Whether the broker closes ``sock`` within ``wait`` seconds.
+
+    Waits rather than peeking: the broker publishes a will before its close reaches the
+    socket, and a client library's socket may be non-blocking.
+    """
+    sock.settimeout(wait)
     try:
         return sock.recv(100) == b""
     except ConnectionResetError:
         return True
+    except TimeoutError:
+        return False
 
 
 # ---- topic rules ------------------------------------------------------------------------
