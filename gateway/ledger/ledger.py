@@ -9,7 +9,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import repeat
+from itertools import chain, islice, repeat
 from typing import TYPE_CHECKING, Any
 
 from gateway.ledger import merkle
@@ -18,6 +18,7 @@ from gateway.ledger.signing import BlockHeader, OrgKey, check_org_name, raw_publ
 from gateway.ledger.store import (
     AppendState,
     BlockRow,
+    CommitWork,
     NewEventRow,
     SqlStore,
     StoreError,
@@ -33,6 +34,8 @@ ItemKeysFn = Callable[[Mapping[str, Any]], list[str]]
 DEFAULT_BLOCK_SIZE = 256
 _U64 = struct.Struct(">Q")
 MAX_BATCH = 100_000
+#: Events prepared ahead between two looks at whether the commit is done.
+_AHEAD_STEP = 16
 #: Event fields that make up an item's current state.
 STATE_FIELDS = ("type", "eventTime", "action", "bizStep", "disposition", "readPoint", "bizLocation")
 _ITEM_LIST_FIELDS = ("epcList", "childEPCs", "inputEPCList", "outputEPCList")
@@ -303,6 +306,35 @@ class Ledger:
 
     def append_batch(self, events: Sequence[Mapping[str, Any]], signer: str) -> list[Appended]:
         """Append events in one transaction, all or none; committed when this returns."""
+        self._check_batch(events, signer)
+        return self._append(events, signer, [], None) if events else []
+
+    def append_batches(
+        self, batches: Iterable[Sequence[Mapping[str, Any]]], signer: str
+    ) -> Iterator[list[Appended]]:
+        """Append each batch in a transaction of its own, in order, yielding what each one
+        appended once it is committed (what :meth:`append_batch` would return).
+
+        For streams of batches (seeding, imports, bulk loads): while one batch commits, the
+        next one's events are prepared (on PostgreSQL), so the client does not wait idle
+        while the server flushes its log. The next batch is taken from ``batches`` before
+        the current one is yielded; do not change a batch once it is handed over. A batch
+        that cannot be appended raises as :meth:`append_batch` would, and the batches before
+        it stay committed.
+        """
+        pending = iter(batches)
+        events = next(pending, None)
+        ready: list[_Prepared] = []  # the first events of ``events``, already prepared
+        while events is not None:
+            self._check_batch(events, signer)
+            following = next(pending, None)
+            ahead: list[_Prepared] = []
+            work = self._prepare_ahead(following, ahead)
+            yield self._append(events, signer, ready, work) if events else []
+            events, ready = following, ahead
+
+    def _check_batch(self, events: Sequence[Mapping[str, Any]], signer: str) -> None:
+        """LedgerError unless ``events`` is a batch ``signer`` may append."""
         if signer not in self._keys:
             raise LedgerError(
                 f"no signing key for organisation {signer!r}: add it with add_signer() "
@@ -312,18 +344,30 @@ class Ledger:
             raise LedgerError("append_batch wants a sequence of event objects")
         if len(events) > MAX_BATCH:
             raise LedgerError(f"batch of {len(events)} events; at most {MAX_BATCH} per batch")
-        if not events:
-            return []
+
+    def _append(
+        self,
+        events: Sequence[Mapping[str, Any]],
+        signer: str,
+        ready: list[_Prepared],
+        while_committing: CommitWork | None,
+    ) -> list[Appended]:
+        """Append a checked, non-empty batch whose first events are ``ready``."""
+        rest = map(
+            _prepare,
+            range(len(ready), len(events)),
+            islice(events, len(ready), None),
+            repeat(self.event_hash),
+            repeat(self.item_keys_fn),
+        )
+        prepared: Iterable[_Prepared] = chain(ready, rest) if ready else rest
         # A store that sends rows while they are produced (PostgreSQL's COPY) gets the
         # events prepared as they are sent, under the lock: the server stores one part of
         # the batch while the next is hashed (client and server overlap, on two cores).
         # Any other store gets them prepared before the lock is taken.
-        prepared: Iterable[_Prepared] = map(
-            _prepare, range(len(events)), events, repeat(self.event_hash), repeat(self.item_keys_fn)
-        )
         if not self.store.streams_inserts:
             prepared = list(prepared)
-        with self.store.write() as tx:
+        with self.store.write(while_committing=while_committing) as tx:
             state = tx.append_state(signer, len(events), self.block_size)
             batch = _Batch(state, signer, self._keys[signer], self.block_size, len(events), tx.url)
             tx.insert_events(batch.rows(prepared))
@@ -334,6 +378,34 @@ class Ledger:
             tx.insert_blocks(batch.blocks)
             tx.set_open_block(signer, *batch.open_block())
         return batch.appended
+
+    def _prepare_ahead(self, events: object, ahead: list[_Prepared]) -> CommitWork | None:
+        """Work for the commit before ``events`` (on a store whose commit waits on a
+        server): prepare them into ``ahead``, in order, until the commit is done. An event
+        that cannot be prepared stops it; its batch's own turn names the error."""
+        if (
+            not self.store.streams_inserts
+            or isinstance(events, Mapping)
+            or not isinstance(events, Sequence)
+            or len(events) > MAX_BATCH
+        ):
+            return None
+        hash_fn, keys_fn = self.event_hash, self.item_keys_fn
+
+        def work(committed: Callable[[], bool]) -> None:
+            done, total = 0, len(events)
+            while done < total:
+                stop = min(done + _AHEAD_STEP, total)
+                for index in range(done, stop):
+                    try:
+                        ahead.append(_prepare(index, events[index], hash_fn, keys_fn))
+                    except Exception:  # raised again in the batch's own turn, not here
+                        return
+                done = stop
+                if committed():
+                    return
+
+        return work
 
     # ---- sealing ---------------------------------------------------------------------
 

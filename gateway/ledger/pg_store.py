@@ -13,6 +13,7 @@ size, four when some of its events name several items (their item_events COPY).
 from __future__ import annotations
 
 import re
+import select
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
@@ -21,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from gateway.ledger.store import NewEventRow, SqlStore, Statement, StoreError
+from gateway.ledger.store import CommitWork, NewEventRow, SqlStore, Statement, StoreError
 
 #: Advisory lock key of the ledger's append lock ("provgate" in ASCII, as a bigint).
 APPEND_LOCK_KEY = 0x70726F7667617465
@@ -31,6 +32,11 @@ _OPENING = (
     ("BEGIN", (), False),
     ("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,), False),
 )
+
+
+def _rolled_back(url: str) -> StoreError:
+    """The error of a COMMIT that rolled back (the transaction had failed)."""
+    return StoreError(f"{url}: the transaction was rolled back, not committed")
 
 
 def _redact(url: str) -> str:
@@ -174,7 +180,7 @@ class PostgresStore(SqlStore):
         self._copy("item_events", "item_key, seq", rows)
 
     @contextmanager
-    def _locked_transaction(self) -> Iterator[None]:
+    def _locked_transaction(self, while_committing: CommitWork | None = None) -> Iterator[None]:
         if self._in_tx:
             yield
             return
@@ -184,10 +190,16 @@ class PostgresStore(SqlStore):
         self._pending = list(_OPENING)
         try:
             yield
-            if self._begun or len(self._pending) > len(_OPENING):
+            if not self._begun and len(self._pending) == len(_OPENING):
+                pass  # nothing was written: nothing to commit
+            elif while_committing is None:
                 (commit,) = self._pipeline([("COMMIT", ())])  # returns once committed
                 if commit.statusmessage != "COMMIT":  # an aborted transaction rolls back
-                    raise StoreError(f"{self.url}: the transaction was rolled back, not committed")
+                    raise _rolled_back(self.url)
+            else:
+                if self._pending:
+                    self._send([])
+                self._commit_while(while_committing)
         except BaseException:
             self._pending = []
             if self._begun:
@@ -197,6 +209,61 @@ class PostgresStore(SqlStore):
             self._in_tx = False
             self._begun = False
             self._pending = []
+
+    def _commit_while(self, work: CommitWork) -> None:
+        """Send COMMIT, run ``work`` while the server commits, then wait for the commit.
+
+        Below psycopg, on its libpq connection (``psycopg.pq``): psycopg's own calls wait
+        for the result. The transaction is over (committed, or the error raised) before
+        this returns or raises, whatever ``work`` does.
+        """
+        pgconn = self._conn.pgconn
+        poller = select.poll()
+        try:
+            pgconn.send_query(b"COMMIT")
+            poller.register(pgconn.socket, select.POLLOUT)
+            while pgconn.flush():  # a non-blocking connection may not send it at once
+                poller.poll()
+            poller.modify(pgconn.socket, select.POLLIN)
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.url}: commit failed: {exc}") from exc
+
+        def committed() -> bool:
+            if not poller.poll(0):
+                return False
+            try:
+                pgconn.consume_input()
+            except psycopg.Error:
+                return True  # the wait below reports it
+            return not pgconn.is_busy()
+
+        try:
+            work(committed)
+        finally:
+            self._await_commit(poller)
+
+    def _await_commit(self, poller: select.poll) -> None:
+        """Wait for the COMMIT sent by :meth:`_commit_while`; StoreError unless committed."""
+        pgconn = self._conn.pgconn
+        results = []
+        try:
+            while True:
+                pgconn.consume_input()
+                if not pgconn.is_busy():
+                    break
+                poller.poll()
+            while (result := pgconn.get_result()) is not None:
+                results.append(result)
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.url}: commit failed: {exc}") from exc
+        self._begun = False  # the server's transaction is over, one way or the other
+        for result in results:
+            if result.status == psycopg.pq.ExecStatus.FATAL_ERROR:
+                field = result.error_field(psycopg.pq.DiagnosticField.MESSAGE_PRIMARY)
+                message = (field or result.error_message).decode(errors="replace").strip()
+                raise StoreError(f"{self.url}: commit failed: {message}")
+        if not results or results[-1].command_status != b"COMMIT":
+            raise _rolled_back(self.url)
 
     def _rollback(self) -> None:
         """Roll back; if that fails or leaves the connection mid-protocol (an interrupt in

@@ -50,6 +50,9 @@ ITEM_SEQS = (
 """The seqs of the events naming an item (parameters: the key twice)."""
 Statement = tuple[str, Sequence[Any]]
 """(SQL, parameters)."""
+CommitWork = Callable[[Callable[[], bool]], None]
+"""Work to do while a commit is in flight: called with a poll that says whether the commit
+is done (the work should return soon after it says so)."""
 
 
 class StoreError(RuntimeError):
@@ -154,8 +157,9 @@ class SqlStore(abc.ABC):
 
     @abc.abstractmethod
     @contextmanager
-    def _locked_transaction(self) -> Iterator[None]:
-        """A transaction that excludes every other writer; commits on normal exit."""
+    def _locked_transaction(self, while_committing: CommitWork | None = None) -> Iterator[None]:
+        """A transaction that excludes every other writer; commits on normal exit (see
+        :meth:`write` for ``while_committing``)."""
         yield
 
     @abc.abstractmethod
@@ -244,9 +248,15 @@ class SqlStore(abc.ABC):
     # ---- writes (only inside write()) --------------------------------------------------
 
     @contextmanager
-    def write(self) -> Iterator[SqlStore]:
-        """Serialised write transaction: ``with store.write() as tx: tx.insert_events(...)``."""
-        with self._locked_transaction():
+    def write(self, *, while_committing: CommitWork | None = None) -> Iterator[SqlStore]:
+        """Serialised write transaction: ``with store.write() as tx: tx.insert_events(...)``.
+
+        Committed when the block exits. A backend whose commit waits on a database server
+        (PostgreSQL) calls ``while_committing`` once the commit is sent and before waiting
+        for it, so the client works while the server flushes its log; the others do not
+        call it. Its exceptions propagate once the commit is confirmed.
+        """
+        with self._locked_transaction(while_committing):
             yield self
 
     @contextmanager
