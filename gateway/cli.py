@@ -429,9 +429,10 @@ def import_cmd(
         typer.echo(f"created a new key for {signer} at {keystore.path(signer)}", err=True)
     stored = [_stored_form(e) for e in events]
     with _ledger(db, [key], create=True) as ledger:
-        appended = []
-        for start in range(0, len(stored), IMPORT_BATCH):
-            appended += ledger.append_batch(stored[start : start + IMPORT_BATCH], signer)
+        batches = (
+            stored[start : start + IMPORT_BATCH] for start in range(0, len(stored), IMPORT_BATCH)
+        )
+        appended = [a for part in ledger.append_batches(batches, signer) for a in part]
         ledger.seal(signer)
     typer.echo(
         f"imported {len(appended)} events from {file} signed by {signer} "
