@@ -184,26 +184,46 @@ def _prepare(
     return event_id, text, keys
 
 
+Leaf = tuple[int, str, bytes]
+"""(seq, event ID, chain value) of an event in a signer's block."""
+
+
 class _Batch:
     """The rows of one append under the write lock: events chained after the head,
     their index rows, and the signer's blocks sealed as they fill."""
 
     def __init__(
-        self, state: AppendState, signer: str, key: OrgKey, block_size: int, count: int, url: str
+        self,
+        state: AppendState,
+        signer: str,
+        key: OrgKey,
+        block_size: int,
+        count: int,
+        url: str,
+        held: list[Leaf] | None,
     ) -> None:
         self._state = state
         self._signer = signer
         self._key = key
         self._block_size = block_size
-        #: Whether this batch fills the signer's open block (then its leaves are in hand).
+        #: Whether this batch fills the signer's open block.
         self._seals = state.open_count + count >= block_size
-        if self._seals and len(state.open_events) != state.open_count:
-            raise StoreError(
-                f"{url}: {signer!r} should have {state.open_count} unsealed events "
-                f"from seq {state.first_open}, found {len(state.open_events)} "
-                "(open_blocks out of step)"
-            )
-        self._leaves: list[tuple[int, str, bytes]] = list(state.open_events)
+        #: Whether the open block's leaves are in hand (then they are kept up to date).
+        self.tracks = True
+        if held is not None:  # the appender's own leaves of this very open block
+            self._leaves = held
+        elif not state.open_count:
+            self._leaves = []
+        elif self._seals:
+            if len(state.open_events) != state.open_count:
+                raise StoreError(
+                    f"{url}: {signer!r} should have {state.open_count} unsealed events "
+                    f"from seq {state.first_open}, found {len(state.open_events)} "
+                    "(open_blocks out of step)"
+                )
+            self._leaves = list(state.open_events)
+        else:
+            self._leaves, self.tracks = [], False
         self.index_rows: list[tuple[str, int]] = []
         self.blocks: list[BlockRow] = []
         self.appended: list[Appended] = []
@@ -212,7 +232,7 @@ class _Batch:
         """Event rows, each chained to the one before (a single item's key in the row, several
         items' in index_rows); fills index_rows, blocks, appended."""
         seq, chain = self._state.head if self._state.head is not None else (0, GENESIS)
-        signer, block_size, seals = self._signer, self._block_size, self._seals
+        signer, block_size, tracks = self._signer, self._block_size, self.tracks
         leaves, index_rows, appended = self._leaves, self.index_rows, self.appended
         sha256 = hashlib.sha256
         for event_id, text, keys in prepared:
@@ -223,7 +243,7 @@ class _Batch:
                 for key in keys:
                     index_rows.append((key, seq))
             appended.append(Appended(seq, event_id))
-            if seals:
+            if tracks:  # (a batch that fills the block always tracks)
                 leaves.append((seq, event_id, chain))
                 if len(leaves) == block_size:
                     block_no = self._state.last_block_no + len(self.blocks) + 1
@@ -231,9 +251,14 @@ class _Batch:
                     leaves = self._leaves = []
             yield seq, event_id, text, signer, chain, item_key
 
+    @property
+    def leaves(self) -> list[Leaf]:
+        """The signer's open block after this batch (when it :attr:`tracks` it)."""
+        return self._leaves
+
     def open_block(self) -> tuple[int, int]:
         """The signer's open block after this batch: (first seq, event count)."""
-        if self._seals:
+        if self.tracks:
             return (self._leaves[0][0], len(self._leaves)) if self._leaves else (0, 0)
         state = self._state
         first = state.first_open if state.open_count else self.appended[0].seq
@@ -270,6 +295,8 @@ class Ledger:
         self.item_keys_fn = item_keys_fn
         self._event_hash = event_hash
         self._keys: dict[str, OrgKey] = {}
+        #: Each signer's open block as this ledger's last append left it (its leaves).
+        self._open_leaves: dict[str, list[Leaf]] = {}
         for key in keys:
             self.add_signer(key)
 
@@ -367,9 +394,17 @@ class Ledger:
         # Any other store gets them prepared before the lock is taken.
         if not self.store.streams_inserts:
             prepared = list(prepared)
+        # The signer's open block as this ledger left it: not read again if still current
+        # (taken out until the commit: a failed append leaves no half-updated copy).
+        held = self._open_leaves.pop(signer, None)
+        known = (held[0][0], len(held)) if held else None
         with self.store.write(while_committing=while_committing) as tx:
-            state = tx.append_state(signer, len(events), self.block_size)
-            batch = _Batch(state, signer, self._keys[signer], self.block_size, len(events), tx.url)
+            state = tx.append_state(signer, len(events), self.block_size, known)
+            if held is not None and (state.first_open, state.open_count) != known:
+                held = None  # another writer moved it on
+            batch = _Batch(
+                state, signer, self._keys[signer], self.block_size, len(events), tx.url, held
+            )
             tx.insert_events(batch.rows(prepared))
             if len(batch.appended) != len(events):  # a store that left rows unread
                 raise StoreError(f"{tx.url}: {len(batch.appended)} of {len(events)} rows stored")
@@ -377,6 +412,8 @@ class Ledger:
                 tx.insert_item_events(batch.index_rows)
             tx.insert_blocks(batch.blocks)
             tx.set_open_block(signer, *batch.open_block())
+        if batch.tracks:
+            self._open_leaves[signer] = batch.leaves
         return batch.appended
 
     def _prepare_ahead(self, events: object, ahead: list[_Prepared]) -> CommitWork | None:
@@ -426,6 +463,7 @@ class Ledger:
         key = self._keys[signer]
         store = self.store
         sealed: list[BlockRow] = []
+        self._open_leaves.pop(signer, None)
         first_open, open_count = store.open_block(signer)
         while True:
             if open_count == 0:

@@ -71,7 +71,7 @@ class AppendState:
     #: Highest block number so far (0 when none).
     last_block_no: int
     #: (seq, event_id, chain) of the signer's unsealed events, oldest first, when the
-    #: append fills a block; otherwise empty.
+    #: append fills a block and the appender does not hold them; otherwise empty.
     open_events: list[tuple[int, str, bytes]]
 
 
@@ -293,11 +293,15 @@ class SqlStore(abc.ABC):
         """Index rows (item_key, seq) of the events that name several items."""
         self._executemany(self._q("INSERT INTO item_events (item_key, seq) VALUES (?, ?)"), rows)
 
-    def append_state(self, signer: str, incoming: int, block_size: int) -> AppendState:
+    def append_state(
+        self, signer: str, incoming: int, block_size: int, held: tuple[int, int] | None = None
+    ) -> AppendState:
         """Head of the chain, the signer's open block and the last block number, plus the
         open block's events when ``incoming`` more events make it reach ``block_size``
-        (then a block is sealed); one round trip on PostgreSQL. Call under the write lock."""
+        (then a block is sealed) unless it is the ``held`` one ((first seq, count): the
+        caller has its events); one round trip on PostgreSQL. Call under the write lock."""
         q = self._q
+        held_first, held_count = held if held is not None else (-1, -1)
         state, events = self._execute_all(
             [
                 (
@@ -315,10 +319,11 @@ class SqlStore(abc.ABC):
                     q(
                         "SELECT seq, event_id, chain FROM events WHERE signer = ? AND seq >= "
                         "(SELECT first_seq FROM open_blocks WHERE signer = ? AND event_count > 0 "
-                        "AND event_count + ? >= ?) ORDER BY seq "
+                        "AND event_count + ? >= ? AND NOT (first_seq = ? AND event_count = ?)) "
+                        "ORDER BY seq "
                         "LIMIT COALESCE((SELECT event_count FROM open_blocks WHERE signer = ?), 0)"
                     ),
-                    (signer, signer, incoming, block_size, signer),
+                    (signer, signer, incoming, block_size, held_first, held_count, signer),
                 ),
             ]
         )
