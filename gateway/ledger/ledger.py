@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import json.encoder
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.ledger import merkle
 from gateway.ledger.chain import GENESIS
+from gateway.ledger.event_json import encode_event
 from gateway.ledger.signing import BlockHeader, OrgKey, check_org_name, raw_public
 from gateway.ledger.store import (
     AppendState,
@@ -39,47 +39,6 @@ _AHEAD_STEP = 16
 #: Event fields that make up an item's current state.
 STATE_FIELDS = ("type", "eventTime", "action", "bizStep", "disposition", "readPoint", "bizLocation")
 _ITEM_LIST_FIELDS = ("epcList", "childEPCs", "inputEPCList", "outputEPCList")
-
-
-# Built once: json.dumps with options builds a new encoder on every call.
-_EVENT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _one_shot_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str]:
-    """``encoder.encode`` without its per-call set-up (same bytes out).
-
-    ``JSONEncoder.encode`` builds a new C encoder object on every call, which costs about
-    as much as encoding a small event; this builds it once. Without circular-reference
-    markers a self-containing object raises RecursionError instead of ValueError (the
-    callers treat both alike). Falls back to ``encoder.encode`` without the C accelerator.
-    """
-    make: Any = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - CPython always has _json
-        return encoder.encode
-    fast = make(
-        None,
-        encoder.default,
-        json.encoder.encode_basestring_ascii
-        if encoder.ensure_ascii
-        else json.encoder.encode_basestring,
-        None,
-        encoder.key_separator,
-        encoder.item_separator,
-        encoder.sort_keys,
-        encoder.skipkeys,
-        encoder.allow_nan,
-    )
-    join = "".join
-
-    def encode(obj: Any) -> str:
-        if isinstance(obj, str):  # what JSONEncoder.encode special-cases
-            return encoder.encode(obj)
-        return join(fast(obj, 0))
-
-    return encode
-
-
-_encode_event = _one_shot_encoder(_EVENT_JSON)
 
 
 class LedgerError(ValueError):
@@ -170,7 +129,7 @@ def _prepare(
     if type(event) is not dict and not isinstance(event, Mapping):
         raise LedgerError(f"event {index} is a {type(event).__name__}, not a JSON object")
     try:
-        text = _encode_event(event)
+        text = encode_event(event)
     except (TypeError, ValueError, RecursionError) as exc:
         raise LedgerError(f"event {index} is not JSON-serialisable: {exc}") from exc
     try:
