@@ -7,7 +7,10 @@ Round trips dominate small writes, so a write transaction sends its ``BEGIN`` an
 its first statement, writes nobody reads the result of (``_write``) with the next statement
 or the ``COMMIT``, and several reads in one pipeline (``_execute_all``): an append is
 three round trips (lock and reads, the events' COPY, writes and commit) whatever the batch
-size, four when some of its events name several items (their item_events COPY).
+size, four when some of its events name several items (their item_events COPY). A write
+given work to do while it commits (``write(while_committing=…)``, the ledger's stream of
+batches) sends its writes, then its ``COMMIT`` on the libpq connection, and does the work
+before it waits for the result.
 """
 
 from __future__ import annotations
