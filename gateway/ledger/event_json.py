@@ -1,13 +1,16 @@
 """The JSON text an event is stored as: compact, UTF-8, no NaN or infinities.
 
-orjson writes it (about a fifth of the standard library's time for a gate event, measured
-in bench/bench_ledger.py's terms: the ledger encodes every appended event). Where orjson
-would write something the standard library's strict encoder does not — NaN and
-±Infinity (orjson writes ``null``), integers beyond 64 bits, keys that are not strings,
-nesting deeper than 254 — the standard library's encoder decides instead (it refuses NaN,
-writes the rest), so the text is what ``json.dumps(event, ensure_ascii=False,
-separators=(",", ":"), allow_nan=False)`` accepts and means. Floats may be spelt
-differently (``1e16`` for ``1e+16``): the same numbers when read back.
+orjson writes it (about a fifth of the standard library's time for a gate event; the
+ledger encodes every appended event) when the event holds plain JSON values only. For
+anything else — NaN and ±Infinity (orjson writes ``null``), integers beyond 64 bits,
+keys that are not strings, nesting deeper than 254, subclasses of dict, list, str, int or
+float (orjson reads a dict's storage, not its ``items()``) — the standard library's
+strict encoder decides: it refuses NaN and writes the rest. Either way the text is what
+``json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)``
+accepts and means; floats may be spelt differently (``1e16`` for ``1e+16``), the same
+numbers when read back. orjson also writes tuples, enums and UUIDs where the standard
+library refuses the last two; the CBV event hash refuses all three, so with it such an
+event is never appended.
 """
 
 from __future__ import annotations
@@ -21,8 +24,13 @@ import orjson
 
 __all__ = ["encode_event"]
 
-#: datetimes and dataclasses are not JSON: refused (orjson would write them).
-_ORJSON_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+#: Left to the standard library's encoder: datetimes and dataclasses (it refuses them),
+#: subclasses of the JSON types (it writes what their methods say).
+_ORJSON_OPTIONS: Final = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
 
 # Built once: json.dumps with options builds a new encoder on every call.
 _EVENT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -65,13 +73,15 @@ def _one_shot_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str]:
 _strict_encode = _one_shot_encoder(_EVENT_JSON)
 
 
-def encode_event(event: Any) -> str:
-    """``event`` as compact JSON text; TypeError, ValueError or RecursionError if it is
-    not JSON (a set, NaN, an object containing itself…)."""
+def encode_event(event: Any) -> tuple[str, bool]:
+    """``event`` as compact JSON text, and whether it held plain JSON values only (then
+    reading the text back gives an object equal to ``event``; otherwise what is read back
+    is what the ledger stores and audits). TypeError, ValueError or RecursionError if it
+    is not JSON (a set, NaN, an object containing itself…)."""
     try:
         text = orjson.dumps(event, option=_ORJSON_OPTIONS)
-    except orjson.JSONEncodeError:  # big ints, non-string keys, deep nesting, non-JSON
-        return _strict_encode(event)
+    except orjson.JSONEncodeError:  # big ints, non-string keys, deep nesting, subclasses…
+        return _strict_encode(event), False
     if b"null" in text:  # NaN and ±Infinity come out as null: the strict encoder judges
-        return _strict_encode(event)
-    return text.decode()
+        return _strict_encode(event), True
+    return text.decode(), True

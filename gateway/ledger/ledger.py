@@ -19,6 +19,7 @@ from gateway.ledger.store import (
     AppendState,
     BlockRow,
     CommitWork,
+    HeldBlock,
     NewEventRow,
     SqlStore,
     StoreError,
@@ -129,9 +130,11 @@ def _prepare(
     if type(event) is not dict and not isinstance(event, Mapping):
         raise LedgerError(f"event {index} is a {type(event).__name__}, not a JSON object")
     try:
-        text = encode_event(event)
+        text, plain = encode_event(event)
     except (TypeError, ValueError, RecursionError) as exc:
         raise LedgerError(f"event {index} is not JSON-serialisable: {exc}") from exc
+    if not plain:  # ID and keys from what is stored, as the audit will read it back
+        event = json.loads(text)
     try:
         event_id = hash_fn(event)
     except Exception as exc:  # the hash function's own errors, whatever their type
@@ -304,20 +307,34 @@ class Ledger:
         For streams of batches (seeding, imports, bulk loads): while one batch commits, the
         next one's events are prepared (on PostgreSQL), so the client does not wait idle
         while the server flushes its log. The next batch is taken from ``batches`` before
-        the current one is yielded; do not change a batch once it is handed over. A batch
-        that cannot be appended raises as :meth:`append_batch` would, and the batches before
-        it stay committed.
+        the current one is yielded (each batch list is copied as it is taken; the events in
+        it must not change). A batch that cannot be appended raises as :meth:`append_batch`
+        would, and the batches before it stay committed; if ``batches`` itself raises, the
+        batch in hand is appended and yielded first.
         """
         pending = iter(batches)
-        events = next(pending, None)
+        events = self._own(next(pending, None), signer)
         ready: list[_Prepared] = []  # the first events of ``events``, already prepared
         while events is not None:
-            self._check_batch(events, signer)
-            following = next(pending, None)
+            try:
+                following = next(pending, None)
+            except Exception:  # the caller's producer failed: the batch in hand still goes
+                yield self._append(events, signer, ready, None) if events else []
+                raise
             ahead: list[_Prepared] = []
             work = self._prepare_ahead(following, ahead)
             yield self._append(events, signer, ready, work) if events else []
-            events, ready = following, ahead
+            events, ready = self._own(following, signer), ahead
+
+    def _own(
+        self, events: Sequence[Mapping[str, Any]] | None, signer: str
+    ) -> list[Mapping[str, Any]] | None:
+        """A batch of a stream, checked, as a list of its own (a producer may refill the
+        list it handed over); None at the end of the stream."""
+        if events is None:
+            return None
+        self._check_batch(events, signer)
+        return list(events)
 
     def _check_batch(self, events: Sequence[Mapping[str, Any]], signer: str) -> None:
         """LedgerError unless ``events`` is a batch ``signer`` may append."""
@@ -356,11 +373,11 @@ class Ledger:
         # The signer's open block as this ledger left it: not read again if still current
         # (taken out until the commit: a failed append leaves no half-updated copy).
         held = self._open_leaves.pop(signer, None)
-        known = (held[0][0], len(held)) if held else None
+        known = HeldBlock(held[0][0], len(held), held[-1][0], held[-1][2]) if held else None
         with self.store.write(while_committing=while_committing) as tx:
             state = tx.append_state(signer, len(events), self.block_size, known)
-            if held is not None and (state.first_open, state.open_count) != known:
-                held = None  # another writer moved it on
+            if not state.held_current:
+                held = None  # moved on by another writer or a seal, or rolled back
             batch = _Batch(
                 state, signer, self._keys[signer], self.block_size, len(events), tx.url, held
             )

@@ -34,7 +34,7 @@ import abc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 SCHEMA_VERSION = "3"
 
@@ -73,6 +73,18 @@ class AppendState:
     #: (seq, event_id, chain) of the signer's unsealed events, oldest first, when the
     #: append fills a block and the appender does not hold them; otherwise empty.
     open_events: list[tuple[int, str, bytes]]
+    #: Whether the stored open block is the one the appender said it holds.
+    held_current: bool = False
+
+
+class HeldBlock(NamedTuple):
+    """An open block an appender holds the events of: its first seq and count, and the
+    seq and chain value of its last event."""
+
+    first_seq: int
+    event_count: int
+    last_seq: int
+    last_chain: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,14 +306,22 @@ class SqlStore(abc.ABC):
         self._executemany(self._q("INSERT INTO item_events (item_key, seq) VALUES (?, ?)"), rows)
 
     def append_state(
-        self, signer: str, incoming: int, block_size: int, held: tuple[int, int] | None = None
+        self, signer: str, incoming: int, block_size: int, held: HeldBlock | None = None
     ) -> AppendState:
         """Head of the chain, the signer's open block and the last block number, plus the
         open block's events when ``incoming`` more events make it reach ``block_size``
-        (then a block is sealed) unless it is the ``held`` one ((first seq, count): the
-        caller has its events); one round trip on PostgreSQL. Call under the write lock."""
+        (then a block is sealed), unless it is the ``held`` one (the caller has its events:
+        same first seq and count, and the same chain value at its last seq, which the
+        chain makes true only if every event up to there is the same); one round trip on
+        PostgreSQL. Call under the write lock."""
         q = self._q
-        held_first, held_count = held if held is not None else (-1, -1)
+        first, count, last, chain = held if held is not None else HeldBlock(-1, -1, -1, b"")
+        # true when the stored open block is the held one (SQLite: 1/0; PostgreSQL: bool)
+        is_held = (
+            "(SELECT first_seq = ? AND event_count = ? FROM open_blocks WHERE signer = ?) "
+            "AND (SELECT chain = ? FROM events WHERE seq = ?)"
+        )
+        is_held_params = (first, count, signer, chain, last)
         state, events = self._execute_all(
             [
                 (
@@ -311,34 +331,36 @@ class SqlStore(abc.ABC):
                         "(SELECT first_seq FROM open_blocks WHERE signer = ?), "
                         "(SELECT event_count FROM open_blocks WHERE signer = ?), "
                         "(SELECT MAX(block_no) FROM blocks), "
-                        "(SELECT value FROM ledger_meta WHERE key = 'schema')"
+                        "(SELECT value FROM ledger_meta WHERE key = 'schema'), "
+                        f"COALESCE({is_held}, FALSE)"
                     ),
-                    (signer, signer),
+                    (signer, signer, *is_held_params),
                 ),
                 (
                     q(
                         "SELECT seq, event_id, chain FROM events WHERE signer = ? AND seq >= "
                         "(SELECT first_seq FROM open_blocks WHERE signer = ? AND event_count > 0 "
-                        "AND event_count + ? >= ? AND NOT (first_seq = ? AND event_count = ?)) "
+                        f"AND event_count + ? >= ? AND NOT COALESCE({is_held}, FALSE)) "
                         "ORDER BY seq "
                         "LIMIT COALESCE((SELECT event_count FROM open_blocks WHERE signer = ?), 0)"
                     ),
-                    (signer, signer, incoming, block_size, held_first, held_count, signer),
+                    (signer, signer, incoming, block_size, *is_held_params, signer),
                 ),
             ]
         )
-        seq, chain, first_open, open_count, block_no, schema = state[0]
+        seq, head_chain, first_open, open_count, block_no, schema, held_current = state[0]
         if schema != SCHEMA_VERSION:  # moved on by a newer writer since this one opened it
             raise StoreError(
                 f"{self.url}: the ledger is at schema version {schema}, this code writes "
                 f"{SCHEMA_VERSION}: run every writer at the same version"
             )
         return AppendState(
-            None if seq is None else (int(seq), bytes(chain)),
+            None if seq is None else (int(seq), bytes(head_chain)),
             0 if first_open is None else int(first_open),
             0 if open_count is None else int(open_count),
             0 if block_no is None else int(block_no),
             [(int(r[0]), str(r[1]), bytes(r[2])) for r in events],
+            held is not None and bool(held_current),
         )
 
     def next_block_no(self) -> int:
