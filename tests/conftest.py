@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 from simulators.broker import BrokerError, MosquittoBroker
 from tests.support.postgres import PostgresError, PostgresServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests stop child processes with SIGINT, as Ctrl-C does. A shell's background job
+    (and nohup) runs with SIGINT ignored, which children inherit: Python then raises no
+    KeyboardInterrupt in them and they never stop. Give them the usual Ctrl-C."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _start_broker() -> MosquittoBroker:

@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 import edge_agent.decision as decision_module
-from edge_agent.agent import DECISION_LATE, AgentTiming, GateAgent
+from edge_agent.agent import DECISION_LATE, DIVERTER_LAG_TOLERANCE_S, AgentTiming, GateAgent
 from edge_agent.assembly import AssemblySettings, ItemAssembler, SourceRead
 from edge_agent.belt import BeltGeometry, DiverterTiming
 from edge_agent.decision import VerifyStatus
@@ -39,6 +39,8 @@ from hardware.gate_io import SimGateIo, SimGateIoConfig
 from hardware.gate_io.interface import LightColor, LightMode
 from simulators.broker import MosquittoBroker
 from tests.gateway.service.support import SECRET, Site, epc, gateway_config, new_site_id
+from tests.support.scheduling import WakeLog
+from tests.support.waiting import wait_until
 
 GATE = "in-01"
 TIMING = AgentTiming(deadline_s=0.5, divert_s=0.7)
@@ -112,6 +114,8 @@ class Rig:
     identity: GateIdentity
     checker: FakeChecker
     outbox: Outbox
+    scheduler: WakeLog
+    """The agent's diverter timer: when each shot's callback really ran."""
     _seq: int = 0
 
     def item(self, read: str | None) -> float:
@@ -145,6 +149,7 @@ def ledger(tmp_path: Path) -> Iterator[Site]:
 @pytest.fixture
 def make_rig(tmp_path: Path, site_id: str) -> Iterator[Callable[..., Rig]]:
     cleanups: list[Callable[[], None]] = []
+    scheduler_errors: list[BaseException] = []
 
     def make(
         url: str,
@@ -171,6 +176,7 @@ def make_rig(tmp_path: Path, site_id: str) -> Iterator[Callable[..., Rig]]:
         checker = FakeChecker(vision_delay_s)
         worker = VisionWorker(checker, queue_size=vision_queue)
         outbox = Outbox(path, url, f"outbox-{uuid.uuid4().hex[:8]}").start()
+        scheduler = WakeLog("agent-diverter", scheduler_errors.append)
         agent = GateAgent(
             assembler=ItemAssembler(SETTINGS),
             open_journal=lambda: Journal.open(path, identity),
@@ -180,6 +186,7 @@ def make_rig(tmp_path: Path, site_id: str) -> Iterator[Callable[..., Rig]]:
             policy=POLICY,
             vision=worker,
             outbox=outbox,
+            scheduler=scheduler,
             camera_order=camera_order,
             belt=None if belt is None else DiverterTiming(belt, io),
             early_frames=early_frames,
@@ -196,18 +203,22 @@ def make_rig(tmp_path: Path, site_id: str) -> Iterator[Callable[..., Rig]]:
             io.stop()
 
         cleanups.append(cleanup)
-        return Rig(agent, io, path, identity, checker, outbox)
+        return Rig(agent, io, path, identity, checker, outbox, scheduler)
 
     yield make
     for cleanup in cleanups:
         cleanup()
+    assert scheduler_errors == []
 
 
 def settle(rig: Rig, pulses: int) -> None:
     """Wait until every item is decided and the expected diverter pulses are recorded."""
     assert rig.agent.wait_idle(5)
-    assert rig.io.wait_actuations(pulses, 3) if pulses else True
-    time.sleep(0.1)  # the actuation's journal write happens on the agent thread
+    assert rig.io.wait_actuations(pulses, 10) if pulses else True
+    # a shot hands its journal write to the agent thread after firing: wait until every
+    # shot has, then until the agent thread has written them
+    assert wait_until(lambda: rig.agent._shots_pending() == 0, timeout=10)
+    assert rig.agent.wait_idle(5)
 
 
 def test_genuine_pass_unknown_rejected_at_the_diverter_and_every_item_journaled(
@@ -230,7 +241,10 @@ def test_genuine_pass_unknown_rejected_at_the_diverter_and_every_item_journaled(
     pulses = rig.io.diverter_pulses()
     assert len(pulses) == 1, "only the unknown serial is diverted"
     planned = triggers[UNKNOWN] + TIMING.divert_s
-    assert planned <= pulses[0].ts < planned + 0.1, "fired when the item reaches the diverter"
+    # fired when the item reaches the diverter (or, if the host woke the timer thread
+    # late, when it woke)
+    late_by = max(0.0, rig.scheduler.woke_late_by)
+    assert planned <= pulses[0].ts < planned + late_by + 0.1
     with rig.journal() as journal:
         counts = journal.counts()
         records = [journal.item(f"{rig.agent.assembler.id_prefix}-{i:08d}") for i in (1, 2, 3, 4)]
@@ -251,6 +265,7 @@ def test_genuine_pass_unknown_rejected_at_the_diverter_and_every_item_journaled(
     assert counts.late == 0
     assert counts.undecided == 0
     assert counts.outbox == 0
+    host_late = rig.scheduler.woke_late_by > DIVERTER_LAG_TOLERANCE_S  # a loaded machine
     assert rig.agent.counters() == {
         "items": 4,
         "passed": 3,
@@ -258,7 +273,7 @@ def test_genuine_pass_unknown_rejected_at_the_diverter_and_every_item_journaled(
         "held": 0,
         "late": 0,
         "recovered": 0,
-        "diverter_late": 0,
+        "diverter_late": int(host_late),
         "agent_errors": 0,
         "vision_early": 0,
     }
@@ -291,7 +306,8 @@ def test_gateway_stopped_holds_and_diverts_never_passes(
     assert second.actuated_at is not None
     assert (counts.items, counts.passed, counts.held) == (2, 1, 1)
     (pulse,) = rig.io.diverter_pulses()
-    assert trigger + TIMING.divert_s <= pulse.ts < trigger + TIMING.divert_s + 0.1
+    late_by = max(0.0, rig.scheduler.woke_late_by)  # the host's wake-up of the timer thread
+    assert trigger + TIMING.divert_s <= pulse.ts < trigger + TIMING.divert_s + late_by + 0.1
 
 
 def test_a_decision_after_the_item_passed_the_diverter_is_late_and_held(
@@ -592,8 +608,10 @@ def test_a_diverter_shot_on_time_is_not_flagged(
     rig = make_rig(mosquitto.url)
     rig.item(None)
     settle(rig, pulses=1)
-    assert rig.agent.counters()["diverter_late"] == 0
-    assert rig.io.lights().get(LightColor.AMBER) is not LightMode.BLINK
+    # on time unless the host woke the timer thread late (a loaded machine): then flagged
+    host_late = rig.scheduler.woke_late_by > DIVERTER_LAG_TOLERANCE_S
+    assert rig.agent.counters()["diverter_late"] == int(host_late)
+    assert (rig.io.lights().get(LightColor.AMBER) is LightMode.BLINK) is host_late
 
 
 def test_a_pass_whose_journal_write_failed_is_held_and_diverted(

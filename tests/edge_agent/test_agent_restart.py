@@ -122,7 +122,10 @@ def test_a_gate_killed_mid_belt_restarts_without_losing_or_duplicating_an_item(
 
     after = _rows(journal)
     assert len(after) == len(items)  # every item once: nothing lost, nothing duplicated
-    keys = [json.loads(r["item"])["serial"] for r in after]
+    # an item whose reads all came after its 20 ms window (a loaded machine) has no ID: it
+    # is held, never passed
+    assert all(r["decision"] == "HOLD" for r in after if r["item"] is None)
+    keys = [json.loads(r["item"])["serial"] for r in after if r["item"] is not None]
     assert len(set(keys)) == len(keys)
     assert all(r["decision"] is not None for r in after)
     undecided = {r["window_id"] for r in before if r["decision"] is None}
@@ -136,7 +139,7 @@ def test_a_gate_killed_mid_belt_restarts_without_losing_or_duplicating_an_item(
         time.sleep(0.2)
         check = check_ledger(tmp_path / "ledger.db", {GATE: journal})
     assert check.ok, check
-    assert check.recorded == len(items)
+    assert check.recorded == len(keys)  # every item with an ID (one without sends no event)
     db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
     try:
         assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0

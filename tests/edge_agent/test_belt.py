@@ -15,12 +15,14 @@ from edge_agent.belt import BeltGeometry, BeltScheduler, DiverterTiming
 from edge_agent.profile import BeltSettings
 from hardware.gate_io.config import SimGateIoConfig
 from hardware.gate_io.interface import PhotoEyeEdge, PhotoEyeEvent
-from hardware.gate_io.scheduler import Scheduler
 from hardware.gate_io.sim import SimGateIo
+from tests.support.scheduling import WakeLog
 
 PPM = 2000.0  # pulses per metre
 GEOMETRY = BeltGeometry(scan_to_reject_m=0.3, max_speed_m_s=1.0, actuation_s=0.02, pulses_per_m=PPM)
-EARLY_S, LATE_S = 0.003, 0.010  # how far from the true moment a shot may be (thread wake-up)
+# A shot may come EARLY_S before its moment, and LATE_S after its moment or, when the timer
+# thread woke after that moment (a loaded machine), after the wake-up.
+EARLY_S, LATE_S = 0.003, 0.010
 
 
 def sim_gate(pulses_per_s: float | None) -> SimGateIo:
@@ -36,10 +38,16 @@ def gate() -> Iterator[SimGateIo]:
         yield io
 
 
+def on_time(fired: float, expected: float, scheduler: WakeLog) -> bool:
+    """Whether a shot at ``fired`` kept to its moment ``expected``: not early, and late
+    only by the wake-up of the check that fired it (the last to run)."""
+    return expected - EARLY_S <= fired <= max(expected, scheduler.woke) + LATE_S
+
+
 @pytest.fixture
-def scheduler() -> Iterator[Scheduler]:
+def scheduler() -> Iterator[WakeLog]:
     errors: list[BaseException] = []
-    timer = Scheduler("test-belt", errors.append)
+    timer = WakeLog("test-belt", errors.append)
     timer.start()
     yield timer
     timer.stop()
@@ -72,7 +80,7 @@ def speeds(gate: SimGateIo, start: float, profile: list[tuple[float, float]]) ->
 
 
 def test_a_belt_that_slows_mid_travel_delays_the_shot_to_when_the_item_arrives(
-    gate: SimGateIo, scheduler: Scheduler
+    gate: SimGateIo, scheduler: WakeLog
 ) -> None:
     timing = DiverterTiming(GEOMETRY, gate)
     belts = BeltScheduler(timing, scheduler.call_at)
@@ -83,15 +91,15 @@ def test_a_belt_that_slows_mid_travel_delays_the_shot_to_when_the_item_arrives(
     # 0.2 m left at 0.5 m/s: at the diverter at t0 + 0.5; fire one actuation time before
     expected = t0 + 0.1 + 0.2 / 0.5 - GEOMETRY.actuation_s
     fired = shots.fired_at()
-    assert expected - EARLY_S <= fired <= expected + LATE_S
+    assert on_time(fired, expected, scheduler)
     assert fired - (t0 + GEOMETRY.fixed_divert_s) > 0.15  # the top-speed time was far too early
     assert len(shots.lags) == 1
-    assert 0.0 <= shots.lags[0] <= LATE_S
+    assert 0.0 <= shots.lags[0] <= max(0.0, scheduler.woke - expected) + LATE_S
     assert belts.checks < 30
 
 
 def test_a_stopped_belt_holds_the_shot_until_it_runs_again(
-    gate: SimGateIo, scheduler: Scheduler
+    gate: SimGateIo, scheduler: WakeLog
 ) -> None:
     timing = DiverterTiming(GEOMETRY, gate)
     belts = BeltScheduler(timing, scheduler.call_at)
@@ -102,11 +110,11 @@ def test_a_stopped_belt_holds_the_shot_until_it_runs_again(
     assert not shots.done.wait(t0 + 0.38 - time.monotonic())  # nothing while it stands
     expected = t0 + 0.4 + 0.2 / 1.0 - GEOMETRY.actuation_s
     fired = shots.fired_at()
-    assert expected - EARLY_S <= fired <= expected + LATE_S
+    assert on_time(fired, expected, scheduler)
 
 
 def test_a_belt_that_speeds_up_to_its_top_speed_is_caught_in_time(
-    gate: SimGateIo, scheduler: Scheduler
+    gate: SimGateIo, scheduler: WakeLog
 ) -> None:
     timing = DiverterTiming(GEOMETRY, gate)
     belts = BeltScheduler(timing, scheduler.call_at)
@@ -116,13 +124,11 @@ def test_a_belt_that_speeds_up_to_its_top_speed_is_caught_in_time(
     belts.when_reached(t0, shots)
     expected = t0 + 0.3 + (0.3 - 0.075) / 1.0 - GEOMETRY.actuation_s
     fired = shots.fired_at()
-    assert expected - EARLY_S <= fired <= expected + LATE_S
+    assert on_time(fired, expected, scheduler)
     assert belts.overspeed == 0
 
 
-def test_a_belt_faster_than_its_top_speed_is_reported(
-    gate: SimGateIo, scheduler: Scheduler
-) -> None:
+def test_a_belt_faster_than_its_top_speed_is_reported(gate: SimGateIo, scheduler: WakeLog) -> None:
     belts = BeltScheduler(DiverterTiming(GEOMETRY, gate), scheduler.call_at)
     shots = Shots(gate)
     t0 = time.monotonic() + 0.05
@@ -133,7 +139,7 @@ def test_a_belt_faster_than_its_top_speed_is_reported(
 
 
 def test_an_unreadable_belt_position_fires_the_shot_at_once_instead_of_losing_it(
-    gate: SimGateIo, scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch
+    gate: SimGateIo, scheduler: WakeLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A check that cannot read the encoder (a driver bug, a vanished device) must not end
     the item's schedule without a shot: the item would pass the diverter unhandled."""
@@ -150,14 +156,14 @@ def test_an_unreadable_belt_position_fires_the_shot_at_once_instead_of_losing_it
     monkeypatch.setattr(timing, "remaining_and_speed", unreadable)
     expected = t0 + GEOMETRY.fixed_divert_s
     fired = shots.fired_at()
-    assert expected - EARLY_S <= fired <= expected + LATE_S
+    assert on_time(fired, expected, scheduler)
     assert belts.errors == 1
     assert shots.lags == [math.inf], "flagged: the item may not be at the diverter yet"
     assert timing.encoder_fault is not None, "no decision is timed by it any more"
     assert timing.late(t0 + 1.0, t0 + 1.0), "so every later decision is held"
 
 
-def test_without_an_encoder_the_shot_comes_at_the_top_speed_time(scheduler: Scheduler) -> None:
+def test_without_an_encoder_the_shot_comes_at_the_top_speed_time(scheduler: WakeLog) -> None:
     with sim_gate(None) as gate:
         timing = DiverterTiming(GEOMETRY, gate)  # pulses_per_m, but the I/O counts none
         assert not timing.encoder
@@ -165,13 +171,13 @@ def test_without_an_encoder_the_shot_comes_at_the_top_speed_time(scheduler: Sche
         t0 = time.monotonic()
         BeltScheduler(timing, scheduler.call_at).when_reached(t0, shots)
         expected = t0 + 0.3 / 1.0 - 0.02
-        assert expected - EARLY_S <= shots.fired_at() <= expected + LATE_S
+        assert on_time(shots.fired_at(), expected, scheduler)
         assert timing.late(t0, expected + 0.001)
         assert not timing.late(t0, expected - 0.001)
 
 
 def test_a_shot_whose_moment_passed_fires_at_once_and_says_how_late(
-    gate: SimGateIo, scheduler: Scheduler
+    gate: SimGateIo, scheduler: WakeLog
 ) -> None:
     timing = DiverterTiming(GEOMETRY, gate)
     shots = Shots(gate)
@@ -184,7 +190,8 @@ def test_a_shot_whose_moment_passed_fires_at_once_and_says_how_late(
         now - 0.5, shots, trigger_count=count - 1000
     )
     shots.fired_at()
-    assert shots.lags[0] == pytest.approx(0.22, abs=0.01)
+    # 0.22 s late when asked; more if the timer thread took a while to run the check
+    assert shots.lags[0] == pytest.approx(0.22 + scheduler.woke - now, abs=0.01)
 
 
 def test_lateness_is_by_travel_with_an_encoder() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 
 import cv2
@@ -68,6 +70,21 @@ def test_dataset_frames_stream_the_dataset_two_lights_per_item_and_restart_when_
     assert np.array_equal(render(5), expected[2].frames[1])
 
 
+def snapshot(base: str, timeout: float = 20.0) -> bytes:
+    """The server's snapshot once it has one: it answers 503 until its first frame is
+    rendered (a label takes a while on a loaded machine) and waits only 1 s for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/snapshot.jpg", timeout=10) as response:
+                return bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
 def test_mjpeg_server_main_serves_rendered_labels_with_labels() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "simulators.mjpeg_server", "--port", "0", "--labels",
@@ -78,9 +95,7 @@ def test_mjpeg_server_main_serves_rendered_labels_with_labels() -> None:
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
-        base = url.rsplit("/", 1)[0]
-        with urllib.request.urlopen(f"{base}/snapshot.jpg", timeout=10) as response:
-            data = response.read()
+        data = snapshot(url.rsplit("/", 1)[0])
         frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         assert frame is not None
         assert frame.shape == (480, 640, 3)
@@ -88,9 +103,15 @@ def test_mjpeg_server_main_serves_rendered_labels_with_labels() -> None:
         assert [code.text[:4] for code in codes] == ["(01)"]
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
-        assert proc.stdout is not None
-        proc.stdout.close()
+        try:
+            code = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:  # never left running after the test
+                proc.kill()
+                proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()
+    assert code == 0
 
 
 def test_mjpeg_server_main_refuses_a_counterfeit_share_out_of_range() -> None:

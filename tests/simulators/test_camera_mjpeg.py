@@ -117,19 +117,20 @@ def test_drop_closes_streams_and_refuses_until_resume(server: MjpegServer) -> No
 
 
 def test_stall_keeps_the_connection_but_sends_nothing(server: MjpegServer) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=0.3)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     try:
         connection.request("GET", "/stream.mjpg")
         response = connection.getresponse()
         read_part(response, "cam42")
         server.stall()
-        time.sleep(0.1)  # a part already on its way may still arrive
-        sent = server.stats().parts_sent
-        time.sleep(0.2)
+        sent = -1
+        while (now_sent := server.stats().parts_sent) != sent:  # a part on its way arrives
+            sent = now_sent
+            time.sleep(0.1)
+        time.sleep(0.2)  # 8 frames at 40 fps
         assert server.stats().parts_sent == sent
         assert server.stats().clients == 1
         server.resume()
-        time.sleep(0.1)
-        assert server.stats().parts_sent > sent
+        assert wait_until(lambda: server.stats().parts_sent > sent)
     finally:
         connection.close()

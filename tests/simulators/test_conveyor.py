@@ -31,11 +31,18 @@ from simulators.rfid_reader import SimulatorSettings
 from simulators.scanner import SimulatedScanner
 from simulators.serial_endpoint import PtyEndpoint
 from simulators.thingmagic import ThingMagicSimulator
+from tests.support.waiting import wait_until
 
 WINDOW_S = 0.02
 LEAD_S = 0.002
 GRACE_S = 0.005
 RATE = 20.0
+# The Belt rig's item window and pace: the drivers stamp a read when their thread gets it,
+# so a loaded machine gets 100+ ms for that, both before the item's window ends and before
+# the next one opens (with a 20 ms window 50 ms apart, reads of loaded runs fell outside
+# their window, some into the next item's).
+BELT_WINDOW_S = 0.15
+BELT_RATE = 4.0
 
 
 def uri(n: int) -> str:
@@ -63,11 +70,13 @@ class Belt:
     inputs: list[tuple[str, object]] = field(default_factory=list)
     images: dict[tuple[str, int], int] = field(default_factory=dict)
 
-    def conveyor(self, items: list[BeltItem], cameras: list[str], rate: float = RATE) -> Conveyor:
+    def conveyor(
+        self, items: list[BeltItem], cameras: list[str], rate: float = BELT_RATE
+    ) -> Conveyor:
         return Conveyor(
             items,
             rate=rate,
-            window_s=WINDOW_S,
+            window_s=BELT_WINDOW_S,
             lead_s=LEAD_S,
             gate_io=self.io,
             scanner=self.scanner,
@@ -84,10 +93,21 @@ class Belt:
             self.images[(frame.camera, frame.seq)] = int(frame.image[0, 0, 0])
         self.put("frame", FrameRef.from_frame(frame))
 
+    def wait_inputs(self, reads: int, frames: int, timeout: float = 10.0) -> bool:
+        """Wait until at least ``reads`` reads and ``frames`` frames reached the drivers'
+        callbacks (the belt is done once the devices got them; the drivers run on)."""
+
+        def arrived() -> bool:
+            with self.lock:
+                kinds = [kind for kind, _ in self.inputs]
+            return kinds.count("read") >= reads and kinds.count("frame") >= frames
+
+        return wait_until(arrived, timeout)
+
     def assemble(self) -> list[AssembledItem]:
         """The item windows the inputs make, as the agent's assembler cuts them."""
         assembler = ItemAssembler(
-            AssemblySettings(TriggerMode.PHOTO_EYE, WINDOW_S, LEAD_S, grace_s=GRACE_S)
+            AssemblySettings(TriggerMode.PHOTO_EYE, BELT_WINDOW_S, LEAD_S, grace_s=GRACE_S)
         )
         with self.lock:
             inputs = list(self.inputs)
@@ -144,7 +164,7 @@ def test_each_item_gives_one_window_with_its_barcode_tag_and_frames_a_then_b(
     items = [belt_item(seq) for seq in range(1, 9)]
     conveyor = belt.conveyor(items, ["label-a", "label-b"]).start()
     assert conveyor.wait(10)
-    time.sleep(0.1)  # the last reads reach the drivers' callbacks
+    assert belt.wait_inputs(reads=2 * len(items), frames=2 * len(items))
     windows = belt.assemble()
     assert len(windows) == len(items)
     for item, window in zip(items, windows, strict=True):
@@ -163,27 +183,35 @@ def test_items_reach_the_photo_eye_at_the_rate_and_reads_fall_in_their_window(
     belt: Belt,
 ) -> None:
     items = [belt_item(seq, frames=1) for seq in range(10)]
-    conveyor = belt.conveyor(items, ["label-a"], rate=25.0).start()
+    conveyor = belt.conveyor(items, ["label-a"], rate=BELT_RATE).start()
     assert conveyor.wait(10)
-    time.sleep(0.1)
+    assert belt.wait_inputs(reads=2 * len(items), frames=len(items))
     passages = conveyor.passages
     assert [p.seq for p in passages] == [i.seq for i in items]
-    gaps = np.diff([p.trigger for p in passages])
-    assert np.all(np.abs(gaps - 1 / 25.0) < 0.01), gaps
-    assert all(abs(p.trigger - p.scheduled) < 0.01 for p in passages)
+    # the schedule: 1/rate apart, each longer gap made by a slip the belt counted (its
+    # thread fell behind on a loaded machine)
+    spacing = np.diff([p.scheduled for p in passages]) - 1 / BELT_RATE
+    assert np.all(spacing > -1e-9), spacing
+    assert np.count_nonzero(spacing > 1e-6) <= conveyor.slips, (spacing, conveyor.slips)
+    # each trigger on that schedule: never before it, and typically within a fraction of
+    # a ms (a stall of the belt thread between its clock read and the edge makes a rare
+    # outlier on a loaded machine)
+    lateness = [p.trigger - p.scheduled for p in passages]
+    assert min(lateness) > -0.001, lateness
+    assert float(np.median(lateness)) < 0.01, lateness
     windows = belt.assemble()
     assert len(windows) == len(items)
     for passage, window in zip(passages, windows, strict=True):
         assert window.trigger_ts == passage.trigger
-        assert all(passage.trigger <= r.ts < passage.trigger + WINDOW_S for r in window.reads)
+        assert all(passage.trigger <= r.ts < passage.trigger + BELT_WINDOW_S for r in window.reads)
         assert [f.camera for f in window.frames] == ["label-a"]
-        assert passage.trigger <= window.frames[0].ts < passage.trigger + WINDOW_S
+        assert passage.trigger <= window.frames[0].ts < passage.trigger + BELT_WINDOW_S
 
 
 def test_two_frames_on_one_camera_come_in_order(belt: Belt) -> None:
     items = [belt_item(seq) for seq in range(1, 4)]
     assert belt.conveyor(items, ["label-a"]).start().wait(10)
-    time.sleep(0.1)
+    assert belt.wait_inputs(reads=2 * len(items), frames=2 * len(items))
     for item, window in zip(items, belt.assemble(), strict=True):
         assert [belt.images[(f.camera, f.seq)] for f in window.frames] == [
             10 * item.seq,

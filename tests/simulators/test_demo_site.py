@@ -157,9 +157,11 @@ def test_gate_keys_config_and_sealed_ledger_are_ready_for_the_gateway(
 def test_seeding_two_thousand_items_takes_seconds_and_feeds_several_gates(
     tmp_path: Path,
 ) -> None:
-    started = time.perf_counter()
+    # CPU time of this process (about 1 s here): the wall clock on a loaded machine also
+    # counts the time others had the CPU
+    started = time.process_time()
     site = create_demo_site(tmp_path / "big", gates=GATES)
-    assert time.perf_counter() - started < 5.0
+    assert time.process_time() - started < 5.0
     cat = site.catalogue
     assert len(cat.in_transit) > 800
     assert len(cat.received) > 400

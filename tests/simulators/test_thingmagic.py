@@ -245,9 +245,10 @@ def test_the_same_seed_gives_the_same_reads() -> None:
 
 
 def test_tags_leave_the_field_after_their_dwell_time(client: Client) -> None:
-    simulator = ThingMagicSimulator(PtyEndpoint(), SimulatorSettings(dwell_s=0.05), tags=[ITEM])
+    # a dwell long enough that a stalled test thread still sees the tag in the field first
+    simulator = ThingMagicSimulator(PtyEndpoint(), SimulatorSettings(dwell_s=0.5), tags=[ITEM])
     assert simulator.tags == [ITEM_HEX]
-    time.sleep(0.06)
+    time.sleep(0.55)
     host = Client(simulator.url)
     with simulator:
         try:

@@ -220,7 +220,9 @@ def test_an_event_is_acknowledged_only_after_its_transaction_committed(
     assert wait_until(lambda: counts().get("events.duplicate") == 1, timeout=10)
     assert counts()["events.recorded"] == 1
     # The copy from the first connection is not acknowledged on the second (its packet id
-    # could name another message there); the resent copy is, after its commit.
+    # could name another message there); the resent copy is, after its commit (the writer
+    # counts the duplicate, then acknowledges: wait for the log to have all three).
+    assert wait_until(lambda: len(sink.log) == 3, timeout=5), sink.log
     assert [entry[0] for entry in sink.log] == ["committed", "committed", "ack"]
     assert _recorded_once(site, service, event)
     _drop_events_connection(service)  # acknowledged: nothing comes back this time

@@ -113,9 +113,9 @@ def test_unplugged_scanner_reports_unhealthy_and_resumes_on_replug(tmp_path: Pat
         try:
             SimulatedScanner(second, items[20:], seed=2).run()
             after = drain(scanner, 20)
+            health = scanner.health()  # before the close below: the driver sees it at once
         finally:
             second.close()
-        health = scanner.health()
     finally:
         scanner.stop()
     assert [e.raw[3:] for e in before + after] == items

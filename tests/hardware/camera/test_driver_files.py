@@ -68,9 +68,12 @@ def test_video_file_is_paced_at_its_own_frame_rate(tmp_path: Path) -> None:
     with OpenCvCamera(camera_config(str(video))) as camera:
         frames = collect(camera)
     assert [read_seq_code(np.asarray(f.image)) for f in frames] == list(range(6))
-    gaps = np.diff([f.ts for f in frames])
-    assert gaps.min() > 0.03  # 40 ms apart, like a 25 fps camera
-    assert frames[-1].ts - frames[0].ts == pytest.approx(0.2, abs=0.05)
+    # 40 ms apart, like a 25 fps camera: never sooner (the pacer does not burst to catch
+    # up), and most gaps on time; a frame the camera thread took late (a loaded machine)
+    # makes one gap longer and may shorten the next
+    since_first = [f.ts - frames[0].ts for f in frames]
+    assert all(t >= i * 0.04 - 0.01 for i, t in enumerate(since_first)), since_first
+    assert float(np.median(np.diff(since_first))) == pytest.approx(0.04, abs=0.01)
 
 
 def test_configured_fps_overrides_the_file_rate(tmp_path: Path) -> None:
@@ -78,7 +81,9 @@ def test_configured_fps_overrides_the_file_rate(tmp_path: Path) -> None:
     write_video_file(video, SMALL.frames(5), fps=5.0)
     with OpenCvCamera(camera_config(str(video), fps=100)) as camera:
         frames = collect(camera)
-    assert frames[-1].ts - frames[0].ts == pytest.approx(0.04, abs=0.03)
+    gaps = np.diff([f.ts for f in frames])
+    assert frames[-1].ts - frames[0].ts >= 0.04 - 0.01  # paced: 10 ms apart
+    assert float(np.median(gaps)) < 0.1  # at 100 fps, not the file's 5 fps (200 ms)
 
 
 def test_a_looping_file_starts_again_and_keeps_numbering(tmp_path: Path) -> None:
@@ -128,9 +133,12 @@ def test_a_loop_with_nothing_decodable_backs_off_instead_of_spinning(tmp_path: P
     config = camera_config(str(tmp_path), loop=True)
     camera = OpenCvCamera(config, backoff=FAST)
     with camera:
+        started = time.monotonic()
+        assert wait_until(lambda: camera.health().counters["corrupt"] >= 1)
         time.sleep(0.3)
+        elapsed = time.monotonic() - started  # 0.3 s, more if the camera thread started late
     counters = camera.health().counters
-    assert 1 <= counters["corrupt"] <= 20  # a few passes, not thousands
+    assert 1 <= counters["corrupt"] <= 20 * elapsed / 0.3  # a few passes, not thousands
     assert camera.health().state is DeviceState.STOPPED
 
 

@@ -37,7 +37,7 @@ class Rig:
             "type": "thingmagic_mercury",
             "port": endpoint.url,
             "window_s": 0.2,
-            "command_timeout_s": 0.5,
+            "command_timeout_s": 2.0,  # a loaded machine may take a while to answer
             "reconnect_initial_s": 0.02,
             "reconnect_max_s": 0.1,
             **fields,
