@@ -6,6 +6,14 @@ trains on what the gate will feed it. Frames where no label is found are counted
 left out. Two sources: an image folder with ``genuine/`` and ``counterfeit/`` subfolders
 (a photo of a counterfeit in ``counterfeit/<kind>/`` is counted under that kind), or
 labels rendered fresh by :func:`simulators.labels.render_dataset` (:class:`SyntheticSpec`).
+
+Each frame is also warped from a few copies of its located corners moved at random
+(:data:`JITTER_COPIES`, up to :data:`JITTER_WORK_PIXELS` of the locating grid), which
+training picks from. The gate's locate fits the label's edges on a frame subsampled to
+about 160 pixels across, so its corners are off by half a frame pixel typically and up
+to three on a 640-pixel frame (an edge along the grid); a model trained on those
+corners alone may tell two such placements of one label apart. Trained on the spread, it
+need not, and locating may stay that cheap.
 """
 
 from __future__ import annotations
@@ -26,10 +34,13 @@ from edge_agent.vision.preprocess import (
     decode_jpeg,
     locate_label,
     warp_label,
+    work_step,
 )
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "JITTER_COPIES",
+    "JITTER_WORK_PIXELS",
     "DatasetError",
     "LabelSet",
     "Progress",
@@ -45,6 +56,12 @@ Progress = Callable[[str, float], None]
 IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png"})
 _COUNTERFEIT: Final = "counterfeit"
 _REPORT_EVERY: Final = 200
+JITTER_COPIES: Final = 2
+"""Jittered warps of each frame beside the one from its located corners."""
+JITTER_WORK_PIXELS: Final = 0.7
+"""Each corner coordinate moves by up to this many pixels of the locating grid (the
+frame subsampled to about 160 pixels across): ±2.8 frame pixels on a 640-pixel frame,
+the spread of the gate's own located corners about the true ones."""
 
 
 class DatasetError(ValueError):
@@ -77,6 +94,8 @@ class LabelSet:
     unreadable_files: int
     description: str
     seeds: RenderSeeds | None = None
+    jittered: NDArray[np.uint8] | None = None
+    """Per image, :data:`JITTER_COPIES` warps from moved corners (N × copies × H × W × 3)."""
 
     def __len__(self) -> int:
         return len(self.kinds)
@@ -90,6 +109,25 @@ def prepare_frame(frame: NDArray[np.uint8], height: int, width: int) -> NDArray[
     return warp_label(frame, corners, width, height)
 
 
+def prepare_jittered(
+    frame: NDArray[np.uint8],
+    height: int,
+    width: int,
+    rng: np.random.Generator,
+    copies: int = JITTER_COPIES,
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8]] | None:
+    """The label in ``frame`` warped from its located corners, and ``copies`` warps from
+    those corners each moved by up to :data:`JITTER_WORK_PIXELS` of the locating grid
+    (uniformly, every coordinate on its own); None if no label is found."""
+    corners = locate_label(frame)
+    if corners is None:
+        return None
+    reach = JITTER_WORK_PIXELS * work_step(frame)
+    moved = corners + rng.uniform(-reach, reach, (copies, 4, 2)).astype(np.float32)
+    located = warp_label(frame, corners, width, height)
+    return located, np.stack([warp_label(frame, quad, width, height) for quad in moved])
+
+
 def _collect(
     items: Iterable[tuple[NDArray[np.uint8] | None, bool, str]],
     total: int,
@@ -101,10 +139,14 @@ def _collect(
     description: str,
     none_found: str,
     seeds: RenderSeeds | None = None,
+    jitter_seed: int | None = None,
 ) -> LabelSet:
-    """The labels found in ``items`` (frame or None if unreadable, genuine?, kind);
+    """The labels found in ``items`` (frame or None if unreadable, genuine?, kind), with
+    jittered copies if ``jitter_seed`` is given (their corners drawn from it);
     DatasetError ``none_found`` when there is not one."""
+    rng = None if jitter_seed is None else np.random.default_rng(jitter_seed)
     images: list[NDArray[np.uint8]] = []
+    jittered: list[NDArray[np.uint8]] = []
     genuine: list[bool] = []
     kinds: list[str] = []
     frames = skipped = unreadable = 0
@@ -112,12 +154,14 @@ def _collect(
         frames += 1
         if frame is None:
             unreadable += 1
-        elif (label := prepare_frame(frame, height, width)) is None:
+        elif (prepared := _prepare(frame, height, width, rng)) is None:
             skipped += 1
         else:
-            images.append(label)
+            images.append(prepared[0])
             genuine.append(is_genuine)
             kinds.append(kind)
+            if prepared[1] is not None:
+                jittered.append(prepared[1])
         if progress is not None and (frames % _REPORT_EVERY == 0 or frames == total):
             progress(stage, frames / max(total, 1))
     if not images:
@@ -131,7 +175,18 @@ def _collect(
         unreadable_files=unreadable,
         description=description,
         seeds=seeds,
+        jittered=np.stack(jittered) if jittered else None,
     )
+
+
+def _prepare(
+    frame: NDArray[np.uint8], height: int, width: int, rng: np.random.Generator | None
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None] | None:
+    """The located label, and its jittered copies if ``rng`` is given; None if no label."""
+    if rng is not None:
+        return prepare_jittered(frame, height, width, rng)
+    label = prepare_frame(frame, height, width)
+    return None if label is None else (label, None)
 
 
 def _stack(images: list[NDArray[np.uint8]], height: int, width: int) -> NDArray[np.uint8]:
@@ -179,8 +234,16 @@ def _read_images(
         yield _read_frame(path), is_genuine, kind
 
 
-def load_folder(root: Path, height: int, width: int, progress: Progress | None = None) -> LabelSet:
-    """Every image under ``root/genuine`` and ``root/counterfeit``, located and warped."""
+def load_folder(
+    root: Path,
+    height: int,
+    width: int,
+    progress: Progress | None = None,
+    *,
+    jitter_seed: int | None = None,
+) -> LabelSet:
+    """Every image under ``root/genuine`` and ``root/counterfeit``, located and warped;
+    with jittered copies drawn from ``jitter_seed`` if given."""
     files = _folder_files(root)
     return _collect(
         _read_images(files),
@@ -189,15 +252,23 @@ def load_folder(root: Path, height: int, width: int, progress: Progress | None =
         width,
         "reading images",
         progress,
-        description=f"Photographs from {root.name}/ (genuine/ and counterfeit/ subfolders).",
+        description=f"Photographs from {root.name}/ (genuine/ and counterfeit/ subfolders)."
+        + _jitter_note(jitter_seed),
         none_found=f"no label found in any image under {root}",
+        jitter_seed=jitter_seed,
     )
 
 
 def render_synthetic(
-    spec: SyntheticSpec, height: int, width: int, progress: Progress | None = None
+    spec: SyntheticSpec,
+    height: int,
+    width: int,
+    progress: Progress | None = None,
+    *,
+    jitter_seed: int | None = None,
 ) -> LabelSet:
-    """``spec.samples`` freshly rendered camera frames, located and warped."""
+    """``spec.samples`` freshly rendered camera frames, located and warped; with jittered
+    copies drawn from ``jitter_seed`` if given."""
     from simulators.labels import RenderConfig, render_dataset
 
     if spec.samples < 1:
@@ -218,7 +289,20 @@ def render_synthetic(
             f"Synthetic labels rendered by simulators.labels: render_dataset(seed={spec.seed}, "
             f"n={spec.samples}), {spec.counterfeit_share:.0%} counterfeit over all counterfeit "
             "kinds, default capture variation, frame A (first lighting angle) of each."
+            + _jitter_note(jitter_seed)
         ),
         none_found="no label found in any rendered frame",
         seeds=spec.seeds,
+        jitter_seed=jitter_seed,
+    )
+
+
+def _jitter_note(jitter_seed: int | None) -> str:
+    """What the data description says about jittered copies."""
+    if jitter_seed is None:
+        return ""
+    return (
+        f" Each label warped from its located corners and from {JITTER_COPIES} copies of "
+        f"them moved by up to {JITTER_WORK_PIXELS} locating-grid pixels (jitter seed "
+        f"{jitter_seed}); training draws one of the three each epoch."
     )

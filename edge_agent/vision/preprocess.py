@@ -2,11 +2,14 @@
 
 Locating must cost a small fraction of one model invocation, so the search runs on a
 small single-channel copy of the frame: the light label is thresholded (Otsu) against
-the darker belt and the largest label-like outline gives a rough quadrilateral. Its
-sides are then measured on the full-resolution frame, across each side at a dozen
-places, and fitted as robust lines, so the corners come out to a fraction of a pixel
-even under perspective or with a stretch of edge hidden by something in front. The
-warp samples the full-resolution frame directly.
+the darker belt and the largest label-like outline gives a rough quadrilateral. Each
+side's line is then fitted to the outline's own pixels along it, which average the
+coarse grid to about half a frame pixel (up to three on a 640-pixel frame) without
+another look at the frame; the label model is trained on warps from corners jittered
+by that much, so it needs no finer. Only where something in front bends the outline
+are the sides measured on the full-resolution frame, across each side at a dozen
+places, and fitted as robust lines, so the corners still come out right with a stretch
+of edge hidden. The warp samples the full-resolution frame directly.
 
 Corners are in frame pixel coordinates with pixel centres at integers: a label whose
 outer edge runs along the left edge of pixel column 100 has x = 99.5 there. Labels are
@@ -23,7 +26,7 @@ import operator
 import struct
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import cv2
 import numpy as np
@@ -43,6 +46,7 @@ __all__ = [
     "locate_label",
     "locate_quad",
     "warp_label",
+    "work_step",
 ]
 
 _UINT8: Final = np.dtype(np.uint8)
@@ -76,6 +80,22 @@ _SURELY_ON_LINE: Final = 0.9
 add up to for none of them to be off it, rounding allowed for."""
 _MAX_CORNER_GAP: Final = 0.12
 """Polygon corners farther than this × the short side from the box's are not trusted."""
+_FIT_MARGIN: Final = 0.1
+"""Outline pixels this share of a side from either end (a corner's rounding, a cut
+corner) are left out of the side's line."""
+_FIT_BAND: Final = 1.5
+"""Work pixels across a candidate side within which outline pixels make its first line."""
+_FIT_TOLERANCE: Final = 0.7
+"""The second fit keeps the outline pixels within this many work pixels of the first."""
+_OUTER_ROWS, _OUTER_COLUMNS = np.divmod(np.arange(9), 3)
+_FIRST_LIMITS: Final = np.array([0.5 - _FIT_MARGIN] * 4 + [_FIT_BAND] * 4)
+"""How far from 0 a point's place along each side less a half, then its depth across
+each side, may be for the first fit."""
+_EDGE_OFFSET: Final = 0.5
+"""Work pixels from the outline's pixels out to the label's edge (measured on rendered
+labels against their true corners: 0.3 and 0.7 are both worse)."""
+_MIN_SUPPORT: Final = 0.7
+"""Share of a side's middle whose outline must follow its fitted line."""
 
 
 class LocateFailure(StrEnum):
@@ -157,6 +177,12 @@ def check_frame(frame: object) -> str | None:
     return None
 
 
+def work_step(frame: NDArray[np.uint8]) -> int:
+    """Frame pixels per pixel of the grid the label is located on (4 for 640 across):
+    located corners are off by a fraction of it (see :func:`locate_quad`)."""
+    return max(2, -(-int(frame.shape[1]) // _WORK_WIDTH))
+
+
 def _work_image(frame: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], float]:
     """A small single-channel copy of the frame, and its scale to frame pixels.
 
@@ -165,7 +191,7 @@ def _work_image(frame: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], float]:
     frame's rows is several times cheaper than converting and resizing all of it.
     Work pixel k is frame pixel step·k.
     """
-    step = max(2, -(-frame.shape[1] // _WORK_WIDTH))
+    step = work_step(frame)
     _fetch(frame[::step])
     return frame[::step, ::step, 1].copy(), float(step)
 
@@ -210,6 +236,8 @@ _SUM_TT: Final = sum(t * t for t in _T)
 
 _FLOAT32: Final = struct.Struct("8f")
 """Packs four corners as float32: unpacked again, the float32 nearest each."""
+Outline = NDArray[np.integer[Any] | np.floating[Any]]
+"""A contour as OpenCV gives it: N × 1 × 2 pixel coordinates (int32)."""
 Quad = list[float]
 """Four corners as a flat list, x0, y0, x1, y1, …: the locating stages pass few numbers,
 and plain floats cost less than small arrays do."""
@@ -222,8 +250,9 @@ def _clockwise(quad: Quad) -> Quad:
     return quad if turn > 0 else [x3, y3, x2, y2, x1, y1, x0, y0]
 
 
-def _coarse_quads(work: NDArray[np.uint8]) -> list[Quad] | LocateFailure:
-    """Candidate clockwise corners (work pixels) of the largest light, label-shaped outline.
+def _coarse_quads(work: NDArray[np.uint8]) -> tuple[list[Quad], Outline] | LocateFailure:
+    """Candidate clockwise corners (work pixels) of the largest light, label-shaped
+    outline, and the outline (every boundary pixel, N × 1 × 2).
 
     The outline's simplified polygon gives the corners under perspective; when a corner
     is hidden it cuts that corner off, and the outline's minimum-area rectangle is
@@ -231,7 +260,7 @@ def _coarse_quads(work: NDArray[np.uint8]) -> list[Quad] | LocateFailure:
     An outline touching the frame's edge is not a whole label.
     """
     _, binary = cv2.threshold(work, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     height, width = work.shape
     work_area = float(height * width)
     best_area = _MIN_AREA_FRACTION * work_area
@@ -263,7 +292,7 @@ def _coarse_quads(work: NDArray[np.uint8]) -> list[Quad] | LocateFailure:
     hull = cv2.convexHull(contour)
     approx = cv2.approxPolyDP(hull, 0.04 * cv2.arcLength(hull, True), True)
     if len(approx) != 4:
-        return [box]
+        return [box], contour
     polygon: Quad = _clockwise(approx.ravel().tolist())  # whole work pixels
     limit = _MAX_CORNER_GAP * min(rect_w, rect_h)
     box_corners = list(zip(box[::2], box[1::2], strict=True))
@@ -271,7 +300,7 @@ def _coarse_quads(work: NDArray[np.uint8]) -> list[Quad] | LocateFailure:
         min(map(math.dist, itertools.repeat(corner, 4), box_corners)) <= limit
         for corner in zip(polygon[::2], polygon[1::2], strict=True)
     )
-    return [polygon, box] if near else [box, polygon]
+    return ([polygon, box] if near else [box, polygon]), contour
 
 
 def _box_corners(
@@ -500,6 +529,145 @@ def _straight_edges(
     return chosen
 
 
+def _fit_outline(outline: Outline, candidates: list[Quad]) -> Quad | None:
+    """Clockwise corners (work pixels) of the label's edges fitted to its outline, from
+    the first candidate whose four sides the outline follows; or None.
+
+    Each side's line is fitted by least squares to the outline pixels along its middle
+    (``_FIT_MARGIN`` off either end) and within ``_FIT_BAND`` of it, then again to those
+    near that line (``_FIT_TOLERANCE``), in the side's own coordinates (depth across it
+    against place along it). The outline's pixels are the label's outermost light ones,
+    so the edge lies ``_EDGE_OFFSET`` further out. A side counts when at least
+    ``_MIN_SUPPORT`` of its middle follows its line: where an occluder or a smudge bends
+    the outline, the caller measures the edges on the frame instead. Some 300 boundary
+    pixels average the work image's coarse grid to half a frame pixel (median; up to
+    3 px where an edge runs along the grid), without a look at the frame.
+
+    Place and depth are affine in a point's (x, y, 1), so each pass is one matrix
+    product for every point's distance from every side's line and one for the kept
+    points' second moments, from which a few Python sums give each side's fit: about
+    twenty numpy calls in all, where each costs 10–15 µs once the model has run
+    (profiles measured on the frame took some 40 a pass).
+    """
+    points = np.ones((len(outline), 3))
+    points[:, :2] = outline.reshape(-1, 2)
+    # per point x·x, x·y, x, y·x, y·y, y, x, y, 1: summed over kept points by a product
+    outer = (points[:, _OUTER_ROWS] * points[:, _OUTER_COLUMNS]).reshape(-1, 9)
+    for candidate in candidates:
+        sides = _sides(candidate)
+        if sides is None:
+            continue
+        # place along each side minus a half (its middle lies within 0.5 - margin of
+        # 0), then depth across it (the first pass keeps points within the band)
+        first = np.array([side.centred for side in sides] + [side.depth for side in sides])
+        within = np.abs(points @ first.T) <= _FIRST_LIMITS
+        middle = within[:, :4]
+        moments = (np.logical_and(middle, within[:, 4:]).T @ outer).tolist()
+        fits = _fit_moments(moments, sides)
+        if fits is None:
+            continue
+        lines = np.array([side.off_line(o, t) for side, (o, t) in zip(sides, fits, strict=True)])
+        near = np.abs(points @ lines.T) <= _FIT_TOLERANCE
+        moments = (np.logical_and(middle, near).T @ outer).tolist()
+        fits = _fit_moments(moments, sides)
+        if fits is None or any(
+            kept[8] < _MIN_SUPPORT * side.pixels for kept, side in zip(moments, sides, strict=True)
+        ):
+            continue
+        edges = [
+            side.off_line(offset + _EDGE_OFFSET, tilt)
+            for side, (offset, tilt) in zip(sides, fits, strict=True)
+        ]
+        corners = _corners([_unit_line(line) for line in edges])
+        if corners is not None:
+            return corners
+    return None
+
+
+Coefficients = list[float]
+"""An affine function of a point, a·x + b·y + c, as [a, b, c]."""
+
+
+class _Side(NamedTuple):
+    """One side of a candidate quadrilateral, as affine functions of a point."""
+
+    place: Coefficients
+    """Place along the side: 0 at its first corner, 1 at its second."""
+    centred: Coefficients
+    """``place`` minus a half."""
+    depth: Coefficients
+    """Distance across the side, outward positive."""
+    pixels: float
+    """Outline pixels along the side's middle, were it all there (8-connected: one
+    per step along its longer axis)."""
+
+    def off_line(self, offset: float, tilt: float) -> Coefficients:
+        """Depth off the line at depth ``offset`` + ``tilt`` · place."""
+        (pa, pb, pc), (da, db, dc) = self.place, self.depth
+        return [da - tilt * pa, db - tilt * pb, dc - tilt * pc - offset]
+
+
+def _sides(quad: Quad) -> list[_Side] | None:
+    """The four sides of clockwise ``quad``; None if one is shorter than 4 work pixels."""
+    xs, ys = quad[::2], quad[1::2]
+    sides = []
+    for x0, y0, x1, y1 in zip(xs, ys, xs[1:] + xs[:1], ys[1:] + ys[:1], strict=True):
+        dx, dy = x1 - x0, y1 - y0
+        squared = dx * dx + dy * dy
+        if squared < 16:
+            return None
+        length = math.sqrt(squared)
+        nx, ny = dy / length, -dx / length  # clockwise on screen: outward is left
+        place = [dx / squared, dy / squared, -(x0 * dx + y0 * dy) / squared]
+        sides.append(
+            _Side(
+                place,
+                [place[0], place[1], place[2] - 0.5],
+                [nx, ny, -(x0 * nx + y0 * ny)],
+                (1 - 2 * _FIT_MARGIN) * max(abs(dx), abs(dy)),
+            )
+        )
+    return sides
+
+
+def _fit_moments(
+    moments: list[list[float]], sides: list[_Side]
+) -> list[tuple[float, float]] | None:
+    """Each side's least-squares line depth = offset + tilt · place through its kept
+    points, given their second moments (x·x, x·y, x, y·x, y·y, y, x, y, count); None if
+    a side has too few points to fit."""
+    fits = []
+    for m, side in zip(moments, sides, strict=True):
+        count = m[8]
+        if count < _MIN_SIDE_POINTS:
+            return None
+        (ta, tb, tc), (da, db, dc) = side.place, side.depth
+        # moments times the place coefficients: Σ t·x, Σ t·y, Σ t
+        tx, ty, t1 = (
+            m[0] * ta + m[1] * tb + m[2] * tc,
+            m[3] * ta + m[4] * tb + m[5] * tc,
+            m[6] * ta + m[7] * tb + m[8] * tc,
+        )
+        sum_t = t1
+        sum_d = m[6] * da + m[7] * db + m[8] * dc
+        sum_tt = tx * ta + ty * tb + t1 * tc
+        sum_td = tx * da + ty * db + t1 * dc
+        det = count * sum_tt - sum_t * sum_t
+        if det <= 1e-9 * count * count:
+            return None
+        fits.append(
+            ((sum_tt * sum_d - sum_t * sum_td) / det, (count * sum_td - sum_t * sum_d) / det)
+        )
+    return fits
+
+
+def _unit_line(line: Coefficients) -> tuple[float, float, float]:
+    """``line`` (a·x + b·y + c = 0) scaled so that (a, b) is a unit vector."""
+    a, b, c = line
+    norm = math.hypot(a, b)
+    return a / norm, b / norm, c / norm
+
+
 def _canonical_order(quad: Quad) -> Quad:
     """Clockwise corners re-ordered TL, TR, BR, BL: long sides horizontal, top side higher."""
     x0, y0, x1, y1, x2, y2, x3, y3 = quad
@@ -515,9 +683,9 @@ def _canonical_order(quad: Quad) -> Quad:
 def _settle(frame: NDArray[np.uint8], quad: Quad, reach: float) -> Quad | None:
     """``quad`` refined until its corners settle (move under half the reach), or None.
 
-    Not fewer passes: even after a pass that found the whole edge straight, another one
-    moves the corners by up to 0.2 px, and the label model, trained on crops from
-    these corners, can tell (a borderline genuine label's score crosses the threshold).
+    The careful path, for outlines an occluder bends (:func:`_fit_outline` declines
+    them): a pass that found the whole edge straight may still move the corners by
+    0.2 px, so they are refined until they stop moving.
     """
     for _ in range(_MAX_PASSES):
         result = _refine(frame, quad, reach)
@@ -540,18 +708,28 @@ def locate(frame: NDArray[np.uint8]) -> tuple[NDArray[np.float32] | None, Locate
 def locate_quad(frame: NDArray[np.uint8]) -> tuple[Quad | None, LocateFailure | None]:
     """:func:`locate`'s corners as a flat list of floats (x0, y0, x1, …: TL, TR, BR, BL),
     rounded to float32 like its array; or None and why not. What :func:`warp_label` takes
-    without converting."""
+    without converting.
+
+    From the outline fit, the corners are off by about half a frame pixel (median) and
+    up to about 3 at 640 pixels across (:func:`work_step` 4), where an edge runs along
+    the work image's grid; the label model is trained on warps from corners jittered
+    that far (:mod:`edge_agent.vision.dataset`)."""
     work, scale = _work_image(frame)
-    candidates = _coarse_quads(work)
-    if isinstance(candidates, LocateFailure):
-        return None, _blank_or(work, candidates)
-    reach = 3 * scale
-    for candidate in candidates:
-        quad = _settle(frame, [value * scale for value in candidate], reach)
-        if quad is not None:
-            break
-    else:
-        return None, _blank_or(work, LocateFailure.NO_LABEL)
+    found = _coarse_quads(work)
+    if isinstance(found, LocateFailure):
+        return None, _blank_or(work, found)
+    candidates, outline = found
+    quad = _fit_outline(outline, candidates)
+    if quad is not None:
+        quad = [value * scale for value in quad]
+    else:  # an occluder or a smudge bends the outline: measure the edges on the frame
+        reach = 3 * scale
+        for candidate in candidates:
+            quad = _settle(frame, [value * scale for value in candidate], reach)
+            if quad is not None:
+                break
+        else:
+            return None, _blank_or(work, LocateFailure.NO_LABEL)
     quad = _canonical_order(quad)
     if not _convex(quad):  # a label seen flat or in perspective is a convex quadrilateral
         return None, LocateFailure.NO_LABEL

@@ -2,7 +2,9 @@
 
 :func:`train` takes an image folder (``genuine/`` and ``counterfeit/``) or a
 :class:`~edge_agent.vision.dataset.SyntheticSpec`, prepares every frame with the gate's own
-preprocessing, trains a small depthwise-separable CNN with light augmentation, class
+preprocessing (and from jittered copies of its located corners, drawn from the training
+seed: the gate's locate is coarse, see :mod:`edge_agent.vision.dataset`), trains a small
+CNN with light augmentation, class
 balancing and early stopping on a validation split, converts it to a full-integer int8
 ``.tflite`` (a representative sample of training images sets the quantisation), runs the
 *converted* model on a held-out split, picks the threshold there (a counterfeit accepted
@@ -182,8 +184,10 @@ def _datasets(
     positives = float(labels[train_idx].mean())
     weights = np.where(labels == 1, 0.5 / max(positives, 1e-6), 0.5 / max(1 - positives, 1e-6))
 
-    def augment(image: Any, label: Any, weight: Any) -> tuple[Any, Any, Any]:
-        x = tf.cast(image, tf.float32) / 255.0
+    def augment(images: Any, label: Any, weight: Any) -> tuple[Any, Any, Any]:
+        # one of the label's warps: from its located corners or a jittered copy of them
+        pick = tf.random.uniform([], 0, tf.shape(images)[0], dtype=tf.int32, seed=seed)
+        x = tf.cast(tf.gather(images, pick), tf.float32) / 255.0
         x = tf.pad(x, [[_SHIFT, _SHIFT], [_SHIFT, _SHIFT], [0, 0]], mode="SYMMETRIC")
         x = tf.image.random_crop(x, [height, width, 3], seed=seed)
         x = x * tf.random.uniform([], 0.92, 1.08, seed=seed)
@@ -192,9 +196,12 @@ def _datasets(
     def scale(image: Any, label: Any) -> tuple[Any, Any]:
         return tf.cast(image, tf.float32) / 255.0, label
 
+    warps = data.images[train_idx][:, None]  # per label: its warps, located one first
+    if data.jittered is not None:
+        warps = np.concatenate([warps, data.jittered[train_idx]], axis=1)
     train_ds = (
         tf.data.Dataset.from_tensor_slices(
-            (data.images[train_idx], labels[train_idx], weights[train_idx].astype(np.float32))
+            (warps, labels[train_idx], weights[train_idx].astype(np.float32))
         )
         .shuffle(len(train_idx), seed=seed, reshuffle_each_iteration=True)
         .map(augment, num_parallel_calls=1)
@@ -244,11 +251,13 @@ def _tflite_scores(
     return np.array([model.classify(image) for image in images], dtype=np.float64), model
 
 
-def _load(source: Path | SyntheticSpec, progress: Progress | None) -> tuple[LabelSet, TrainingData]:
+def _load(
+    source: Path | SyntheticSpec, progress: Progress | None, seed: int
+) -> tuple[LabelSet, TrainingData]:
     if isinstance(source, SyntheticSpec):
-        data = render_synthetic(source, INPUT_HEIGHT, INPUT_WIDTH, progress)
+        data = render_synthetic(source, INPUT_HEIGHT, INPUT_WIDTH, progress, jitter_seed=seed)
     else:
-        data = load_folder(source, INPUT_HEIGHT, INPUT_WIDTH, progress)
+        data = load_folder(source, INPUT_HEIGHT, INPUT_WIDTH, progress, jitter_seed=seed)
     n_genuine = int(data.genuine.sum())
     info = TrainingData(
         source="synthetic" if isinstance(source, SyntheticSpec) else "folder",
@@ -286,7 +295,7 @@ def train(
     tf = _import_tensorflow()
     started = time.monotonic()
     tf.keras.utils.set_random_seed(seed)
-    data, data_info = _load(source, progress)
+    data, data_info = _load(source, progress, seed)
     train_idx, val_idx, test_idx = _split(data, (val_share, held_out_share), seed)
     if data.genuine[test_idx].all() or not data.genuine[test_idx].any():
         raise ValueError(

@@ -9,10 +9,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
-from edge_agent.vision.dataset import DatasetError, SyntheticSpec, load_folder, render_synthetic
+from edge_agent.vision import dataset
+from edge_agent.vision.dataset import (
+    JITTER_COPIES,
+    JITTER_WORK_PIXELS,
+    DatasetError,
+    SyntheticSpec,
+    load_folder,
+    prepare_jittered,
+    render_synthetic,
+)
 from edge_agent.vision.layout import LabelKind
 from edge_agent.vision.model_card import ModelCard, card_paths
+from edge_agent.vision.preprocess import locate_label, work_step
 from edge_agent.vision.training import (
     INPUT_HEIGHT,
     INPUT_WIDTH,
@@ -108,6 +119,49 @@ def test_synthetic_data_is_warped_and_remembers_its_render_seeds() -> None:
     assert all(k in {k.value for k in LabelKind} for k in data.kinds)
     assert list(data.genuine) == [k == "genuine" for k in data.kinds]
     assert "render_dataset(seed=5, n=12)" in data.description
+
+
+def test_jittered_copies_are_warps_from_moved_corners_drawn_from_the_seed() -> None:
+    """Training sees each label also from corners moved as far as the gate's coarse
+    locate may move them, the same copies for the same seed."""
+    spec = SyntheticSpec(samples=6, seed=5)
+    data = render_synthetic(spec, INPUT_HEIGHT, INPUT_WIDTH, jitter_seed=11)
+    again = render_synthetic(spec, INPUT_HEIGHT, INPUT_WIDTH, jitter_seed=11)
+    other = render_synthetic(spec, INPUT_HEIGHT, INPUT_WIDTH, jitter_seed=12)
+    plain = render_synthetic(spec, INPUT_HEIGHT, INPUT_WIDTH)
+    assert plain.jittered is None
+    assert data.jittered is not None
+    assert again.jittered is not None
+    assert data.jittered.shape == (len(data), JITTER_COPIES, INPUT_HEIGHT, INPUT_WIDTH, 3)
+    assert np.array_equal(data.images, plain.images)  # the located warp is the gate's own
+    assert np.array_equal(data.jittered, again.jittered)
+    assert other.jittered is not None
+    assert not np.array_equal(data.jittered, other.jittered)
+    moved = np.abs(data.jittered.astype(np.int16) - data.images[:, None]).mean(axis=(2, 3, 4))
+    assert (moved > 1).all()  # every copy moved
+    assert (moved < 40).all()  # but still the label: a few pixels, not somewhere else
+    assert f"{JITTER_COPIES} copies" in data.description
+
+
+def test_jitter_moves_each_corner_by_at_most_its_reach() -> None:
+    frame = render_sample(3, LabelKind.GENUINE, frames=1).frames[0]
+    corners = locate_label(frame)
+    assert corners is not None
+    reach = JITTER_WORK_PIXELS * work_step(frame)
+    seen = []
+
+    def record(frame_: object, quad: NDArray[np.float32], *args: object) -> NDArray[np.uint8]:
+        seen.append(np.asarray(quad, np.float32).reshape(4, 2))
+        return np.zeros((INPUT_HEIGHT, INPUT_WIDTH, 3), np.uint8)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dataset, "warp_label", record)
+        prepared = prepare_jittered(frame, INPUT_HEIGHT, INPUT_WIDTH, np.random.default_rng(0))
+    assert prepared is not None
+    assert len(seen) == 1 + JITTER_COPIES
+    offsets = np.abs(np.stack(seen[1:]) - seen[0])
+    assert offsets.max() <= reach + 1e-3
+    assert offsets.max() > reach / 2
 
 
 @pytest.mark.timeout(600)
