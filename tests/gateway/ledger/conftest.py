@@ -25,6 +25,15 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def twin_url(ledger_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A second empty database on the same backend as ``ledger_url``."""
+    if ledger_url.startswith("postgresql"):
+        server: PostgresServer = request.getfixturevalue("postgres")
+        return server.new_url()
+    return str(tmp_path / "twin.db")
+
+
+@pytest.fixture
 def keys(tmp_path: Path) -> dict[str, OrgKey]:
     """Keys of a brand owner and of a site."""
     store = Keystore(tmp_path / "keys")

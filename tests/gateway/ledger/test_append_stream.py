@@ -4,7 +4,6 @@ store's commit with work beside it (``SqlStore.write(while_committing=…)``).""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,15 +22,6 @@ BATCHES: list[list[dict[str, Any]]] = [
     [event(8)],
     [event(i, "receiving", "in_progress", t=1) for i in range(9)],
 ]
-
-
-@pytest.fixture
-def twin_url(ledger_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A second empty database on the same backend as ``ledger_url``."""
-    if ledger_url.startswith("postgresql"):
-        server: PostgresServer = request.getfixturevalue("postgres")
-        return server.new_url()
-    return str(tmp_path / "twin.db")
 
 
 def _drain(stream: Iterator[list[Appended]], into: list[list[Appended]]) -> None:

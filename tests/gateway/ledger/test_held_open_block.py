@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ from tests.gateway.ledger.ledger_support import (
     event,
     fake_event_hash,
 )
-from tests.support.postgres import PostgresServer
 
 
 def _block_rows(store: SqlStore) -> list[tuple[Any, ...]]:
@@ -82,15 +80,6 @@ class _Uncached(Ledger):
     def _append(self, *args: Any) -> list[Appended]:
         self._open_leaves.clear()
         return super()._append(*args)
-
-
-@pytest.fixture
-def twin_url(ledger_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A second empty database on the same backend as ``ledger_url``."""
-    if ledger_url.startswith("postgresql"):
-        server: PostgresServer = request.getfixturevalue("postgres")
-        return server.new_url()
-    return str(tmp_path / "twin.db")
 
 
 _BAD: Mapping[str, Any] = {"type": "ObjectEvent", "epcList": [""]}
