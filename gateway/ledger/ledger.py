@@ -207,10 +207,13 @@ class _Batch:
             appended.append(Appended(seq, event_id))
             if tracks:  # (a batch that fills the block always tracks)
                 leaves.append((seq, event_id, chain))
-                if len(leaves) == block_size:
+                # (more than block_size only when a writer with bigger blocks left it so:
+                # sealed in blocks of this ledger's size, as seal() would)
+                while len(leaves) >= block_size:
                     block_no = self._state.last_block_no + len(self.blocks) + 1
-                    self.blocks.append(Ledger.seal_block(self._key, block_no, leaves))
-                    leaves = self._leaves = []
+                    block = leaves[:block_size]
+                    self.blocks.append(Ledger.seal_block(self._key, block_no, block))
+                    leaves = self._leaves = leaves[block_size:]
             yield seq, event_id, text, signer, chain, item_key
 
     @property

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from gateway.ledger.ledger import Ledger
+from gateway.ledger.signing import OrgKey
 from gateway.ledger.store import AppendState
-from tests.gateway.ledger.ledger_support import BRAND, SITE, event
+from tests.gateway.ledger.ledger_support import BRAND, SITE, event, fake_event_hash
 
 
 def _blocks(ledger: Ledger) -> list[tuple[int, str, int, int, bytes, bytes]]:
@@ -76,3 +77,18 @@ def test_after_an_explicit_seal_the_next_append_starts_a_new_block(ledger: Ledge
     assert ledger.store.open_block(BRAND) == (8, 1)
     ledger.seal()
     assert ledger.audit(strict=True).ok
+
+
+def test_a_ledger_with_smaller_blocks_seals_an_open_block_a_bigger_one_left(
+    ledger_url: str, keys: dict[str, OrgKey]
+) -> None:
+    with (
+        Ledger.open(ledger_url, keys.values(), event_hash=fake_event_hash, block_size=8) as big,
+        Ledger.open(ledger_url, keys.values(), event_hash=fake_event_hash, block_size=3) as small,
+    ):
+        big.append_batch([event(i) for i in range(6)], BRAND)  # open block: 1–6
+        small.append(event(6), BRAND)  # 7 events open, more than its 3: sealed in threes
+        assert [(b[2], b[3]) for b in _blocks(small)] == [(1, 3), (4, 6)]
+        assert small.store.open_block(BRAND) == (7, 1)
+        small.seal()
+        assert small.audit(strict=True).ok
