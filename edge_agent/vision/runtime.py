@@ -52,6 +52,8 @@ _SCORE_SLACK: Final = 0.01
 _MIN_INPUT_SIDE: Final = 8
 _MAX_INPUT_SIDE: Final = 1024
 """A label warped bigger than this would cost every frame more than a Pi can give."""
+_TOP_BIT: Final = np.uint8(128)
+"""XOR with it takes a pixel x to int8 x - 128: the input's quantisation at scale 1/255."""
 
 
 class RuntimeUnavailableError(RuntimeError):
@@ -139,6 +141,9 @@ class LoadedModel:
                 raise ModelLoadError(f"integer model {role} without a positive quantisation scale")
         self._input_index = int(inputs[0]["index"])
         self._output_index = int(outputs[0]["index"])
+        q = self.output_quantisation
+        self._output_affine = (1.0, 0.0) if q.is_float else (q.scale, float(q.zero_point))
+        """Output to probability: scale · (value - zero point), as plain floats."""
         self._input_shape = tuple(shape)
         self._quantise = self._quantiser()
         self._in_place = self._in_place_mapping()
@@ -198,10 +203,8 @@ class LoadedModel:
         A rounding step past 0 or 1 is clamped; a value farther out (a logit, a broken
         model) is NaN, never read as "certainly genuine".
         """
-        q = self.output_quantisation
-        value = float(raw.reshape(-1)[0])
-        if not q.is_float:
-            value = q.scale * (value - q.zero_point)
+        scale, zero_point = self._output_affine
+        value: float = scale * (raw.item(0) - zero_point)  # one call: the first value
         if not -_SCORE_SLACK <= value <= 1 + _SCORE_SLACK:  # also NaN
             return math.nan
         return min(1.0, max(0.0, value))
@@ -237,7 +240,7 @@ class LoadedModel:
             pixels = self._pixels
             write(pixels)
             if flip:
-                np.bitwise_xor(pixels, np.uint8(128), out=pixels)
+                np.bitwise_xor(pixels, _TOP_BIT, out=pixels)
             self.interpreter.set_tensor(self._input_index, self._pixels_as_input)
             self.interpreter.invoke()
             return self.score_output(self.interpreter.get_tensor(self._output_index))

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from edge_agent.vision.checker import LabelChecker, VisionResult
 from edge_agent.vision.config import DEFAULT_THRESHOLD, VisionConfig
-from edge_agent.vision.layout import LabelKind
+from edge_agent.vision.layout import COUNTERFEIT_KINDS, LabelKind
 from edge_agent.vision.preprocess import locate_label, warp_label
 from edge_agent.vision.runtime import ModelLoadError, load_interpreter
 from gatewire.messages import VisionVerdict
@@ -170,6 +170,22 @@ def test_scores_below_the_threshold_are_suspect_for_the_model() -> None:
     assert lenient.verdict is VisionVerdict.GENUINE
     assert lenient.reasons == ()
     assert "datamatrix" not in lenient.timings
+
+
+@pytest.mark.parametrize("shade", [15, 245], ids=["dark", "light"])
+def test_an_object_over_a_corner_never_lets_a_counterfeit_pass(
+    checker: LabelChecker, shade: int
+) -> None:
+    """Locating cuts a hidden corner off or draws it out (see test_preprocess), so the
+    label is warped askew: a counterfeit so warped must still be held, never accepted."""
+    for index, kind in enumerate(COUNTERFEIT_KINDS):
+        sample = render_sample(40 + index, kind, frames=1)
+        for corner in sample.corners:
+            frame = sample.frames[0].copy()
+            x, y = corner.round().astype(int)
+            cv2.circle(frame, (int(x), int(y)), 30, (shade, shade, shade), -1)
+            result = checker.check([frame])
+            assert result.verdict is not VisionVerdict.GENUINE, f"{kind} at {corner}"
 
 
 def test_two_frames_catch_a_flat_printed_patch() -> None:

@@ -139,7 +139,12 @@ def test_jittered_copies_are_warps_from_moved_corners_drawn_from_the_seed() -> N
     assert not np.array_equal(data.jittered, other.jittered)
     moved = np.abs(data.jittered.astype(np.int16) - data.images[:, None]).mean(axis=(2, 3, 4))
     assert (moved > 1).all()  # every copy moved
-    assert (moved < 40).all()  # but still the label: a few pixels, not somewhere else
+    # but still the label, a few pixels off: nearer its own warp than any other label's
+    apart = np.abs(data.jittered[:, :, None].astype(np.int16) - data.images[None, None])
+    to_each = apart.mean(axis=(3, 4, 5))  # copy of label i (i, k) against label j's warp
+    for i in range(len(data)):
+        others = np.delete(to_each[i], i, axis=1)
+        assert (moved[i] < others.min(axis=1)).all(), f"label {i}"
     assert f"{JITTER_COPIES} copies" in data.description
 
 
