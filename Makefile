@@ -39,14 +39,17 @@ bench: system-deps $(STAMP)
 
 venv: $(STAMP)
 
-# The venv is (re)built when pyproject.toml changes; the project is installed editable.
-$(STAMP): pyproject.toml
+# The venv is (re)built when pyproject.toml changes; the project is installed editable,
+# which also compiles edge_agent/vision/_labelcore.c in place (setup.py), again when it changes.
+NATIVE := setup.py edge_agent/vision/_labelcore.c
+
+$(STAMP): pyproject.toml $(NATIVE)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "provgate needs Python 3.11 or newer: install python3.11 and run make PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[dev,litert]'
 	touch $(STAMP)
 
-$(LEGACY_STAMP): pyproject.toml
+$(LEGACY_STAMP): pyproject.toml $(NATIVE)
 	test -x $(LEGACY_VENV)/bin/python || $(PYTHON) -m venv $(LEGACY_VENV)
 	$(LEGACY_VENV)/bin/python -m pip install --quiet -e '.[dev,tflite-legacy]'
 	touch $(LEGACY_STAMP)
@@ -69,4 +72,5 @@ system-deps:
 	fi
 
 clean:
-	rm -rf $(VENV) $(LEGACY_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LEGACY_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build
+	rm -f edge_agent/vision/_labelcore*.so

@@ -194,9 +194,11 @@ class LabelChecker:
         model = self.model
         clock = time.perf_counter()
 
+        flip = model.input_flip
+
         def write_label(out: NDArray[np.uint8]) -> None:
             nonlocal clock
-            warp_label(frame, corners, model.width, model.height, out)
+            warp_label(frame, corners, model.width, model.height, out, flip_top_bit=flip)
             clock = _lap(timings, "warp", clock)
 
         label = None
@@ -206,7 +208,7 @@ class LabelChecker:
                 clock = _lap(timings, "warp", clock)
                 score = model.classify(label)
             else:
-                score = model.classify_written(write_label)
+                score = model.classify_written(write_label, flipped=flip)
         except (RuntimeError, ValueError) as exc:
             _log.warning("label model failed: %s", exc)
             raise _UnreadableError("model_error") from exc

@@ -31,6 +31,12 @@ from numpy.typing import NDArray
 
 from edge_agent.vision.layout import LABEL_ASPECT
 
+try:  # the compiled locate and warp (setup.py); where it was not built, OpenCV's path below
+    from edge_agent.vision import _labelcore
+except ImportError:  # pragma: no cover - an install without a C compiler
+    _labelcore = None  # type: ignore[assignment]
+_native = _labelcore
+
 __all__ = [
     "MAX_FRAME_SIDE",
     "MAX_IMAGE_BYTES",
@@ -42,7 +48,9 @@ __all__ = [
     "locate",
     "locate_label",
     "locate_quad",
+    "locate_quad_opencv",
     "warp_label",
+    "warp_label_opencv",
     "work_step",
 ]
 
@@ -67,6 +75,19 @@ _EDGE_OFFSET: Final = 0.7
 """Work pixels from the sides through the outline's corner pixels out to the label's
 edge (measured on 300 rendered labels against their true corners: 0.5 left a longer
 tail, 1.0 a larger median)."""
+
+if _native is not None:
+    _native.configure(
+        work_width=_WORK_WIDTH,
+        min_contrast=_MIN_CONTRAST,
+        min_area_fraction=_MIN_AREA_FRACTION,
+        max_area_fraction=_MAX_AREA_FRACTION,
+        min_fill=_MIN_FILL,
+        aspect=LABEL_ASPECT,
+        aspect_slack=_ASPECT_SLACK,
+        polygon_tolerance=_POLYGON_TOLERANCE,
+        edge_offset=_EDGE_OFFSET,
+    )
 
 
 class LocateFailure(StrEnum):
@@ -338,7 +359,32 @@ def locate_quad(frame: NDArray[np.uint8]) -> tuple[Quad | None, LocateFailure | 
     The corners are those of the work image's outline (:func:`_coarse_quad`), off by
     about two frame pixels (median) and up to about seven at 640 pixels across
     (:func:`work_step` 4); the label model is trained on warps from corners jittered
-    that far (:mod:`edge_agent.vision.dataset`)."""
+    that far (:mod:`edge_agent.vision.dataset`).
+
+    The compiled module (``_labelcore``, same algorithm, same corners: tested frame by
+    frame against this one) answers in one call; what it leaves (a hull that needs the
+    minimum-area rectangle, a frame that is not one C-contiguous array) comes here."""
+    if _native is not None:
+        found = _native.locate(frame)
+        if isinstance(found, list):
+            return found, None
+        if found:
+            return None, _NATIVE_FAILURES[found]
+    return locate_quad_opencv(frame)
+
+
+_NATIVE_FAILURES: Final = (
+    None,
+    LocateFailure.BLANK_FRAME,
+    LocateFailure.NO_LABEL,
+    LocateFailure.LABEL_CUT_OFF,
+)
+"""The compiled locate's answer codes (0: decide here)."""
+
+
+def locate_quad_opencv(frame: NDArray[np.uint8]) -> tuple[Quad | None, LocateFailure | None]:
+    """:func:`locate_quad` on OpenCV and NumPy alone: the reference the compiled locate is
+    tested against, and its fallback."""
     work, scale = _work_image(frame)
     found = _coarse_quad(work)
     if isinstance(found, LocateFailure):
@@ -414,19 +460,52 @@ def warp_label(
     width: int,
     height: int,
     out: NDArray[np.uint8] | None = None,
+    *,
+    flip_top_bit: bool = False,
 ) -> NDArray[np.uint8]:
     """The label inside ``corners`` (TL, TR, BR, BL: a 4 × 2 array, or a flat sequence
     x0, y0, x1, … as :func:`locate_quad` gives) as an upright ``width`` × ``height`` image,
-    written into ``out`` (a C-contiguous ``height`` × ``width`` × 3 uint8 array) if given.
+    written into ``out`` (a C-contiguous ``height`` × ``width`` × 3 uint8 array) if given;
+    with ``flip_top_bit`` every byte XOR 128 (a model input of int8 at scale 1/255 and
+    zero point -128, written as it is warped).
 
     Corners are the label's outer corners, so the result covers the label edge to edge,
     like the canonical ``LABEL_W`` × ``LABEL_H`` layout scaled to ``width`` × ``height``.
     Each output pixel is the frame pixel nearest its centre: bilinear sampling of this
     3-channel warp measured four to ten times slower here, more than a small model's
     whole invocation. A label inside the frame is warped with a constant border, which
-    OpenCV does faster and which is then never read.
+    is then never read; one running off it repeats the frame's edge.
+
+    The compiled module does it in one call with the same map and rounding as
+    ``cv2.warpPerspective`` (identical to OpenCV 4.11's; OpenCV 5 rounds about one pixel in
+    80,000 the other way, a tie a last bit apart); non-finite corners or an ``out`` it
+    cannot write go to OpenCV.
     """
-    quad = corners.ravel().tolist() if isinstance(corners, np.ndarray) else list(corners)
+    quad = corners.ravel().tolist() if isinstance(corners, np.ndarray) else corners
+    if _native is not None:
+        target = np.empty((height, width, 3), np.uint8) if out is None else out
+        if _native.warp(frame, quad, target, flip_top_bit):
+            return target
+    warped = warp_label_opencv(frame, quad, width, height, out)
+    if flip_top_bit:
+        np.bitwise_xor(warped, _TOP_BIT, out=warped)
+    return warped
+
+
+_TOP_BIT: Final = np.uint8(128)
+
+
+def warp_label_opencv(
+    frame: NDArray[np.uint8],
+    corners: Sequence[float],
+    width: int,
+    height: int,
+    out: NDArray[np.uint8] | None = None,
+) -> NDArray[np.uint8]:
+    """:func:`warp_label` (without the flip) on OpenCV alone: the reference and fallback."""
+    quad = list(corners)
+    if len(quad) != 8:
+        raise ValueError(f"corners must be four points, eight numbers; got {len(quad)}")
     xs, ys = quad[::2], quad[1::2]
     frame_height, frame_width = frame.shape[:2]
     finite = all(map(math.isfinite, quad))

@@ -220,7 +220,17 @@ class LoadedModel:
         """Genuine score (0..1) of an upright BGR label image at the model's input size."""
         return self.invoke(self.quantise(label_bgr))
 
-    def classify_written(self, write: Callable[[NDArray[np.uint8]], object]) -> float:
+    @property
+    def input_flip(self) -> bool:
+        """Whether this model takes label pixels with the top bit of every byte flipped
+        (int8 input at scale 1/255, zero point -128): a writer that flips them as it writes
+        (:func:`~edge_agent.vision.preprocess.warp_label`'s ``flip_top_bit``) saves
+        :meth:`classify_written` a pass over the image."""
+        return self._in_place is True
+
+    def classify_written(
+        self, write: Callable[[NDArray[np.uint8]], object], *, flipped: bool = False
+    ) -> float:
         """Genuine score of the label image ``write`` puts into the H × W × 3 uint8 array
         it is handed (every pixel of it).
 
@@ -229,7 +239,8 @@ class LoadedModel:
         lies and handed to the interpreter as the input tensor: no image of its own, no
         conversion. (Setting the tensor from it measured cheaper than writing into the
         interpreter's buffer through a view, which the interpreter needs let go of before
-        it runs.)
+        it runs.) ``flipped``: ``write`` has already flipped the top bits where
+        :attr:`input_flip` says the input takes them so.
         """
         flip = self._in_place
         if flip is None:
@@ -239,7 +250,7 @@ class LoadedModel:
         with self._lock:
             pixels = self._pixels
             write(pixels)
-            if flip:
+            if flip and not flipped:
                 np.bitwise_xor(pixels, _TOP_BIT, out=pixels)
             self.interpreter.set_tensor(self._input_index, self._pixels_as_input)
             self.interpreter.invoke()

@@ -22,6 +22,17 @@ from edge_agent.vision.preprocess import (
 )
 from simulators.labels import RenderConfig, render_sample
 
+
+@pytest.fixture(autouse=True, params=["compiled", "opencv"])
+def pixel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on the compiled locate and warp and on OpenCV's alone."""
+    if request.param == "opencv":
+        monkeypatch.setattr(preprocess, "_native", None)
+    elif preprocess._native is None:
+        pytest.fail("edge_agent.vision._labelcore is not built: `pip install -e .` builds it")
+    return str(request.param)
+
+
 CANONICAL = np.array(
     [[-0.5, -0.5], [LABEL_W - 0.5, -0.5], [LABEL_W - 0.5, LABEL_H - 0.5], [-0.5, LABEL_H - 0.5]],
     dtype=np.float32,

@@ -1,0 +1,19 @@
+"""The one compiled part: edge_agent.vision._labelcore (see its source for why).
+
+Optional: where it cannot be built (no C compiler or Python headers on the Pi image), the
+install goes on without it and the label check takes its OpenCV path, same verdicts, slower.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "edge_agent.vision._labelcore",
+            ["edge_agent/vision/_labelcore.c"],
+            # -fno-math-errno: lrint becomes one instruction instead of a libm call
+            extra_compile_args=["-O2", "-std=c99", "-fno-math-errno", "-Wall", "-Wextra"],
+            optional=True,
+        )
+    ]
+)
