@@ -106,6 +106,11 @@ static void row_runs(Scratch *s, int y, int width, int *fg_prev, int *bg_prev) {
     int x = 0;
     while (x < width) {
         int v = row[x], x0 = x;
+        uint64_t same = v ? 0x0101010101010101u : 0; /* eight pixels of this run at once */
+        for (uint64_t word; x + 8 <= width; x += 8) {
+            memcpy(&word, row + x, 8);
+            if (word != same) break;
+        }
         while (x < width && row[x] == v) x++;
         if (v) {
             Run *r = &s->fg[s->nfg];
