@@ -159,12 +159,18 @@ def decode_jpeg(data: bytes) -> NDArray[np.uint8] | None:
 
 def check_frame(frame: object) -> str | None:
     """None if ``frame`` is a usable BGR uint8 image, else the reason it is not."""
-    if not isinstance(frame, np.ndarray) or frame.dtype != _UINT8:
+    if not isinstance(frame, np.ndarray):
         return "bad_frame_type"
-    if frame.ndim != 3 or frame.shape[2] != 3:
+    dtype = frame.dtype
+    if dtype is not _UINT8 and dtype != _UINT8:  # the identity test first: the usual case
+        return "bad_frame_type"
+    shape = frame.shape
+    if len(shape) != 3 or shape[2] != 3:
         return "bad_frame_channels"
-    height, width = frame.shape[:2]
-    if min(height, width) < MIN_FRAME_SIDE or max(height, width) > MAX_FRAME_SIDE:
+    height, width = shape[0], shape[1]
+    if not (
+        MIN_FRAME_SIDE <= height <= MAX_FRAME_SIDE and MIN_FRAME_SIDE <= width <= MAX_FRAME_SIDE
+    ):
         return "bad_frame_size"
     return None
 
