@@ -18,7 +18,8 @@ computes it, so our IDs match what other EPCIS systems compute:
 
 Pure functions without I/O. A malformed event raises ``EventHashError`` naming the fault.
 The usual event shapes take a direct path (``_shape_prehash``: bounded caches and slicing
-converters for event times and SGTIN/SSCC/SGLN EPCs); everything else, and every
+converters for event times and SGTIN/SSCC/SGLN EPCs), also under an @context that only
+adds prefixes for extension names (the gateway's gate events); everything else, and every
 malformed event, takes the general one, which defines the result.
 """
 
@@ -72,6 +73,8 @@ DEFAULT_NAMESPACES: Mapping[str, str] = {
 }
 
 _CBV = "https://ref.gs1.org/cbv/"
+#: Namespace IRIs whose CURIEs in values are expanded (_expand_value); others stay as written.
+_GS1_DOMAINS = ("https://ref.gs1.org", "https://gs1.org")
 _GS1_VOC = "https://gs1.org/voc/"
 _MAX_DEPTH = 32
 
@@ -246,10 +249,12 @@ def _prehash(
     if not ignore and namespaces is not DEFAULT_NAMESPACES and namespaces == DEFAULT_NAMESPACES:
         namespaces = DEFAULT_NAMESPACES  # the same namespaces: the cached renderings apply
     ignored = {_expand_key(name, namespaces) for name in ignore} if ignore else ()
-    if shape and namespaces is DEFAULT_NAMESPACES and not ignored and type(event) is dict:
-        text = _shape_prehash(event)
-        if text is not None:
-            return text
+    if shape and not ignored and type(event) is dict:
+        plans = _plans_for(namespaces)
+        if plans is not None:
+            text = _shape_prehash(event, plans, namespaces)
+            if text is not None:
+                return text
     # Each top-level property renders on its own: the common shapes directly (fast), the
     # rest through the general tree walk of _tree_prehash, which defines the result.
     ordered = [""] * len(_PROP_ORDER)
@@ -441,14 +446,18 @@ def event_hash(
     ignore: Collection[str] = (),
 ) -> str:
     """The CBV 2.0 event hash ID ``ni:///sha-256;<hex>?ver=CBV2.0`` of one event."""
-    if context is None and not ignore and type(event) is dict and "@context" not in event:
+    if context is None and not ignore and type(event) is dict:
         # the ledger's call: the common shape directly, else the general path
-        prehash = _shape_prehash(event)
+        if "@context" not in event:
+            prehash = _shape_prehash(event, _PLANS, DEFAULT_NAMESPACES)
+        else:  # (as gate events: the extensions' prefixes declared)
+            found = _context_plans(event["@context"])
+            prehash = None if found is None else _shape_prehash(event, *found)
         if prehash is None:
             prehash = _prehash(event, None, (), False)
     else:
         prehash = _prehash(event, context, ignore, True)
-    return "ni:///sha-256;" + _sha256(prehash.encode()).hexdigest() + "?ver=CBV2.0"
+    return f"ni:///sha-256;{_sha256(prehash.encode()).digest().hex()}?ver=CBV2.0"
 
 
 def hash_prehash(prehash: str) -> str:
@@ -557,7 +566,7 @@ def _expand_value(text: str, namespaces: Mapping[str, str]) -> str:
     prefix, sep, local = text.partition(":")
     if sep and prefix in namespaces:
         iri = namespaces[prefix]
-        if iri.startswith(("https://ref.gs1.org", "https://gs1.org")):
+        if iri.startswith(_GS1_DOMAINS):
             return iri + local
     return text
 
@@ -769,7 +778,8 @@ def _fast_epcs(key: str, value: Any, ns: Mapping[str, str]) -> str | None:
     if type(value) is not list:
         return None
     epcs = []
-    plain = "urn" not in ns  # then an EPC URI is no CURIE: _fast_epc may convert it
+    # then an EPC (or Digital Link) URI is no CURIE: _fast_epc may convert it
+    plain = "urn" not in ns and "https" not in ns
     for element in value:
         if type(element) is not str:
             return None
@@ -1213,21 +1223,31 @@ _LINK_RENDERED: dict[tuple[str, str, str], _Rendered] = {}
 _SCALAR_RENDERED: dict[tuple[Any, Any, type], _Rendered] = {}
 
 
-def _shape_prehash(event: dict[Any, Any]) -> str | None:
-    """event_prehash under DEFAULT_NAMESPACES with nothing ignored, for the common shape;
-    None for anything else (including every malformed event).
+def _shape_prehash(
+    event: dict[Any, Any],
+    plans: dict[tuple[Any, ...], Any] | None = None,
+    namespaces: Mapping[str, str] = DEFAULT_NAMESPACES,
+) -> str | None:
+    """event_prehash under ``namespaces`` with nothing ignored, for the common shape; None
+    for anything else (including every malformed event). ``plans`` are those of
+    _plans_for(namespaces): DEFAULT_NAMESPACES, or others under which every value renders
+    as under them, so that only the extensions' names differ (expanded in the plan).
 
     Events of one key tuple share a plan; of those, events whose ordered properties other
     than eventTime and epcList (and whose places and business transactions) are the same
     share their texts (_STATIC), so an event costs its eventTime, its EPCs and its
     extensions (each from a bounded cache). Other events render property by property."""
+    if plans is None:
+        plans = _PLANS
     keys = tuple(event)
-    plan: Any = _PLANS.get(keys)
+    plan: Any = plans.get(keys)
     if plan is None:
-        if len(_PLANS) >= _PLANS_MAX:
-            _PLANS.clear()
-        plan = _PLANS[keys] = _plan(keys)
+        if len(plans) >= _PLANS_MAX:
+            plans.clear()
+        plan = plans[keys] = _plan(keys, namespaces)
     if not plan:
+        if namespaces is not DEFAULT_NAMESPACES:
+            return None  # (_shape_parts renders extensions under the default namespaces)
         parts = _shape_parts(event)
         if parts is None:
             return None
@@ -1286,22 +1306,27 @@ def _shape_prehash(event: dict[Any, Any]) -> str | None:
     epc_text = _shape_epcs(epcs)
     if epc_text is None:
         return None
-    text = static[0] + utc + static[1] + epc_text + static[2]
+    text = f"{static[0]}{utc}{static[1]}{epc_text}{static[2]}"  # (one copy, not four)
     if not extensions:
         return text
     extras = list(static[3])
-    for key in extensions:
+    # rendered by their expanded names under the default namespaces: as the general path
+    # renders them under ``namespaces``
+    for key, name, head in extensions:
         value = event[key]
         kind = type(value)
         if kind is str:
-            rendered = _STR_RENDERED.get((key, value)) or _cached_str(key, value)
+            if head and _renders_as_is(value):  # (unique values: no cache entry each)
+                extras.append(head + value)
+                continue
+            rendered = _STR_RENDERED.get((name, value)) or _cached_str(name, value)
         elif kind in _SCALAR_KINDS:
-            scalar_key = (key, value, kind)
+            scalar_key = (name, value, kind)
             rendered = _SCALAR_RENDERED.get(scalar_key) or _remember(
-                _SCALAR_RENDERED, scalar_key, _render_top(key, value, DEFAULT_NAMESPACES, ())
+                _SCALAR_RENDERED, scalar_key, _render_top(name, value, DEFAULT_NAMESPACES, ())
             )
         else:
-            listed = _cached_render(key, value)
+            listed = _cached_render(name, value)
             if listed is None:
                 return None
             rendered = listed
@@ -1313,18 +1338,24 @@ def _shape_prehash(event: dict[Any, Any]) -> str | None:
 
 #: A plan for the events of one key tuple: (its number, a getter of the values of type
 #: and its other ordered scalar properties, its place properties, its link-list
-#: properties, its extension (and other unordered) properties, the keys its static
+#: properties, its extension (and other unordered) properties as (key, expanded name,
+#: "name=" or "" when a string value may not render as "name=value"), the keys its static
 #: texts render from); False: no plan.
 _Plan = tuple[
     int,
     Callable[[Any], tuple[Any, ...]],
     tuple[str, ...],
     tuple[str, ...],
-    tuple[str, ...],
+    tuple[tuple[str, str, str], ...],
     tuple[str, ...],
 ]
 _PLANS: dict[tuple[Any, ...], Any] = {}  # key tuple -> its _Plan, or False
 _PLANS_MAX = 256
+#: namespaces (as their items) -> the plans of the common shape under them (as _PLANS is
+#: under DEFAULT_NAMESPACES), or None when values may render otherwise under them.
+_NS_PLANS: dict[tuple[tuple[str, str], ...], dict[tuple[Any, ...], Any] | None] = {}
+_NS_PLANS_MAX = 64
+_DEFAULT_GS1 = {p: iri for p, iri in DEFAULT_NAMESPACES.items() if iri.startswith(_GS1_DOMAINS)}
 _PLAN_NUMBERS = itertools.count()
 #: (plan number, scalar values, their types, place ids, link types and targets) -> the
 #: texts before the eventTime value, between it and the EPCs, after the EPCs, and the
@@ -1334,15 +1365,90 @@ _STATIC_MAX = 1024  # (entries of about a kilobyte: their texts)
 _SCALAR_KINDS = frozenset({str, int, float, bool, _NONE_TYPE})
 
 
-def _plan(keys: tuple[Any, ...]) -> _Plan | bool:
-    """The plan of events with these keys; False when they have no type, eventTime or
-    epcList, or a key that is not a string."""
+def _plans_for(namespaces: Mapping[str, str]) -> dict[tuple[Any, ...], Any] | None:
+    """The plans of the common shape under ``namespaces``; None unless every value renders
+    under them as under DEFAULT_NAMESPACES: _expand_value expands only prefixes of GS1
+    IRIs, so those must be the default ones (others, like a gate event's ``pgate``, change
+    only the names of extensions). Prefixes and IRIs must be strings."""
+    if namespaces is DEFAULT_NAMESPACES:
+        return _PLANS
+    items = tuple(namespaces.items())
+    for prefix, iri in items:
+        if type(prefix) is not str or type(iri) is not str:
+            return None
+    try:
+        return _NS_PLANS[items]
+    except KeyError:  # (a namespace set met for the first time)
+        gs1 = {prefix: iri for prefix, iri in items if iri.startswith(_GS1_DOMAINS)}
+        return _remember(_NS_PLANS, items, {} if gs1 == _DEFAULT_GS1 else None, _NS_PLANS_MAX)
+
+
+#: An event's @context (as its strings and the items of its objects) -> (plans, namespaces)
+#: for _shape_prehash, or None when _plans_for has none.
+_CONTEXT_PLANS: dict[Any, tuple[dict[tuple[Any, ...], Any], Mapping[str, str]] | None] = {}
+
+
+def _context_plans(
+    event_context: Any,
+) -> tuple[dict[tuple[Any, ...], Any], Mapping[str, str]] | None:
+    """_plans_for the namespaces of an event's own @context (and the default ones), with
+    those namespaces; None for a context of other than strings and objects of strings."""
+    if type(event_context) is not list:
+        event_context = [event_context]
+    key: list[Any] = []
+    for element in event_context:
+        if type(element) is str:
+            key.append(element)
+        elif type(element) is dict:
+            items = tuple(element.items())
+            for prefix, iri in items:
+                if type(prefix) is not str or type(iri) is not str:
+                    return None
+            key.append(items)
+        else:
+            return None
+    context_key = tuple(key)
+    try:
+        return _CONTEXT_PLANS[context_key]
+    except KeyError:  # (a context met for the first time)
+        namespaces: Mapping[str, str] = _namespaces(None, event_context)
+        if namespaces == DEFAULT_NAMESPACES:
+            namespaces = DEFAULT_NAMESPACES  # (then events without an epcList too)
+        plans = _plans_for(namespaces)
+        found = None if plans is None else (plans, namespaces)
+        return _remember(_CONTEXT_PLANS, context_key, found, _NS_PLANS_MAX)
+
+
+_FLOAT_CHARS = "0123456789+-._eEiInNfFaAtTyY"  # all that float() reads in ASCII text
+#: CURIE prefixes _str_text may expand, and the URI schemes _canon may rewrite.
+_REWRITTEN_PREFIXES = tuple(
+    f"{prefix}:" for prefix in (*DEFAULT_NAMESPACES, "urn", "http", "https")
+)
+
+
+def _renders_as_is(value: str) -> bool:
+    """Whether _str_text(value, None, DEFAULT_NAMESPACES) is ``value`` itself: ASCII
+    without white space at its ends, no number to float(), no EPC, CBV or web URI to
+    _canon and no CURIE to expand. (False says only: render it.)"""
+    if (
+        not value.isascii()
+        or value[:1] <= " "
+        or value[-1] <= " "
+        or value.startswith(_REWRITTEN_PREFIXES)
+    ):
+        return False
+    return value[0] not in _NUMBER_START or value.strip(_FLOAT_CHARS) != ""  # (else maybe a number)
+
+
+def _plan(keys: tuple[Any, ...], namespaces: Mapping[str, str]) -> _Plan | bool:
+    """The plan of events with these keys under ``namespaces``; False when they have no
+    type, eventTime or epcList, or a key that is not a string."""
     if "type" not in keys or "eventTime" not in keys or "epcList" not in keys:
         return False
     scalars: list[str] = ["type"]
     places: list[str] = []
     links: list[str] = []
-    extensions: list[str] = []
+    extensions: list[tuple[str, str, str]] = []
     for key in keys:
         if type(key) is not str:
             return False
@@ -1358,7 +1464,9 @@ def _plan(keys: tuple[Any, ...]) -> _Plan | bool:
         elif spec is not None:
             scalars.append(key)
         else:
-            extensions.append(key)
+            name = _expand_key(key, namespaces) if ":" in key else key
+            # "…List" names render their string values as lists ("fooListfoo=x")
+            extensions.append((key, name, "" if name.endswith("List") else name + "="))
     # (of one key, itemgetter would give the value, not a 1-tuple)
     getter = (
         operator.itemgetter(*scalars) if len(scalars) > 1 else operator.itemgetter("type", "type")
@@ -1460,13 +1568,28 @@ def _shape_parts(event: dict[Any, Any]) -> tuple[str, list[str], list[str]] | No
     return event_type, ordered, rest
 
 
+#: "urn:epc:id:sgtin:<company prefix>.<item reference>." -> "epcListepc=" and its Digital
+#: Link up to the serial ("https://id.gs1.org/01/<GTIN>/21/").
+_SGTIN_HEADS: dict[str, str] = {}
+
+
 def _shape_epcs(value: list[Any]) -> str | None:
     """_fast_epcs("epcList", value) under DEFAULT_NAMESPACES."""
     if len(value) == 1:
         epc = value[0]
         if type(epc) is not str:
             return None
+        # an SGTIN: its text up to the serial from a cache, a plain serial appended
+        head = _SGTIN_HEADS.get(epc[:32])
+        if head is not None:
+            serial = epc[32:]
+            if serial.isalnum() and serial.isascii() and len(serial) <= 20:
+                return head + serial
         text = _fast_epc(epc)
+        if text is not None and epc.startswith("urn:epc:id:sgtin:"):
+            gtin = _GTINS.get(epc[17:31])  # (_fast_epc checked the "." after it)
+            if gtin is not None:
+                _remember(_SGTIN_HEADS, epc[:32], "epcListepc=" + _DL_GTIN + gtin + "/21/")
         if text is None:
             text = _str_text(epc, None, DEFAULT_NAMESPACES)
         return "epcListepc=" + text if text else ""
@@ -1478,6 +1601,9 @@ def _shape_epcs(value: list[Any]) -> str | None:
 _MINUTES = frozenset(f":{minute:02d}" for minute in range(60))
 #: "YYYY-MM-DDTHH" + zone -> that hour in UTC ("YYYY-MM-DDTHH"), for zones of whole hours.
 _UTC_HOURS: dict[str, str] = {}
+#: ":MM:SS" of every minute and second of an hour.
+_MINUTE_SECONDS = frozenset(f"{minute}{second}" for minute in _MINUTES for second in _MINUTES)
+_MILLIS = frozenset(f".{millis:03d}" for millis in range(1000))
 _ASCII_DIGITS = frozenset("0123456789")
 
 
@@ -1500,8 +1626,10 @@ def _fast_utc(text: str) -> str | None:
         hour = _utc_hour(text[:13], zone)
         if hour is None:
             return None
-    if text[13:16] not in _MINUTES or text[16:19] not in _MINUTES:
+    if text[13:19] not in _MINUTE_SECONDS:
         return None
+    if end == 23 and text[19:23] in _MILLIS:  # the usual milliseconds
+        return hour + text[13:23] + "Z"
     if end == 19:
         return hour + text[13:19] + ".000Z"
     if text[19] != ".":
@@ -1579,8 +1707,9 @@ _COMPONENT = re.compile(rf"{_C}{{1,20}}")
 
 
 def _fast_epc(uri: str) -> str | None:
-    """_str_text(uri) (the Digital Link) of a plain SGTIN, SSCC or SGLN pure-identity URI;
-    None for any other text (then the general path decides)."""
+    """_str_text(uri) (the Digital Link) of a plain SGTIN, SSCC or SGLN pure-identity URI
+    or of a canonical GTIN + serial Digital Link; None for any other text (then the
+    general path decides)."""
     if uri.startswith("urn:epc:id:sgtin:"):
         body = uri[17:31]
         gtin = _GTINS.get(body)
@@ -1618,4 +1747,16 @@ def _fast_epc(uri: str) -> str | None:
     if uri.startswith("urn:epc:id:sscc:") and len(uri) == 34:
         sscc = _company_key(uri[16:], 17, True)
         return None if sscc is None else _DL_SSCC + sscc
+    if uri.startswith(_DL_GTIN) and uri[36:40] == "/21/":
+        # a canonical GTIN + serial Digital Link (items whose EPC URI is unknown): as it is
+        gtin = uri[22:36]
+        serial = uri[40:]
+        if (
+            gtin.isdigit()
+            and gtin.isascii()
+            and serial.isalnum()
+            and serial.isascii()
+            and len(serial) <= 20
+        ):
+            return uri
     return None
