@@ -488,6 +488,8 @@ def warp_label(
     cannot write go to OpenCV.
     """
     quad = corners.ravel().tolist() if isinstance(corners, np.ndarray) else corners
+    if out is not None and out.shape != (height, width, 3):
+        raise ValueError(f"out must be {height} × {width} × 3; it is {out.shape}")
     if _native is not None:
         target = np.empty((height, width, 3), np.uint8) if out is None else out
         if _native.warp(frame, quad, target, flip_top_bit):

@@ -385,3 +385,12 @@ def test_only_a_convex_quadrilateral_counts_as_a_label() -> None:
     assert not preprocess._convex([0.0, 0.0, 10.0, 6.0, 10.0, 0.0, 0.0, 6.0])  # bow tie
     assert not preprocess._convex([0.0, 0.0, 10.0, 0.0, 3.0, 2.0, 0.0, 6.0])  # dented
     assert not preprocess._convex([0.0, 0.0, 5.0, 0.0, 10.0, 0.0, 0.0, 6.0])  # three in line
+
+
+def test_an_output_of_another_size_is_refused() -> None:
+    """Both paths: the compiled warp would fill an array of any size, OpenCV would make
+    its own; neither may quietly write a label of the wrong size."""
+    frame = np.zeros((480, 640, 3), np.uint8)
+    corners = [100.0, 100.0, 300.0, 100.0, 300.0, 220.0, 100.0, 220.0]
+    with pytest.raises(ValueError, match="out must be 96 × 160 × 3"):
+        warp_label(frame, corners, 160, 96, np.zeros((96, 161, 3), np.uint8))
