@@ -8,8 +8,10 @@ thread, one OpenCV thread), so their CPU time is the cost on one core whatever e
 the machine is doing; wall-clock figures are given beside it. Target: pipeline ≤ 1.5×
 invoke and ≤ 5 ms median. The DataMatrix read, outside that path, is timed on its own.
 Frames are rendered labels (:func:`simulators.labels.render_dataset`), a mix of
-genuine and counterfeit. Every TFLite runtime importable here is measured; the other one too when
-the legacy environment (``.venv-legacy``, tflite-runtime 2.14) exists beside this one.
+genuine and counterfeit. The ratio is given again for OpenCV's path alone (the compiled
+locate and warp, edge_agent/vision/_labelcore.c, switched off). Every TFLite runtime
+importable here is measured; the other one too when the legacy environment
+(``.venv-legacy``, tflite-runtime 2.14) exists beside this one.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.report import Figure, median, percentile, print_figures
+from edge_agent.vision import preprocess
 from edge_agent.vision.checker import LabelChecker
 from edge_agent.vision.config import DEFAULT_MODEL_PATH, VisionConfig
 from edge_agent.vision.datamatrix import read_item_id
@@ -151,6 +154,23 @@ def measure_runtime(
     ]
 
 
+def measure_opencv_path(
+    runtime: RuntimeName, model_path: Path, frames: list[NDArray[np.uint8]]
+) -> list[Figure]:
+    """The pipeline ÷ invoke ratio again with the compiled locate and warp switched off
+    (OpenCV's path alone, as an install without a C compiler runs): what they buy."""
+    if preprocess._native is None:
+        return []
+    saved, preprocess._native = preprocess._native, None  # type: ignore[assignment]
+    try:
+        figures = measure_runtime(runtime, model_path, frames)
+    finally:
+        preprocess._native = saved
+    ratio = next(figure for figure in figures if "÷" in figure.name)
+    name = ratio.name.replace("pipeline ÷", "OpenCV path alone (no _labelcore) ÷")
+    return [dataclasses.replace(ratio, name=name, target="")]
+
+
 def measure_datamatrix(frames: list[NDArray[np.uint8]]) -> list[Figure]:
     """DataMatrix decode time per frame (label already located), and how many read."""
     located = [(frame, locate_label(frame)) for frame in frames]
@@ -210,6 +230,7 @@ def run() -> list[Figure]:
         try:
             interpreter_class(runtime)
             figures += measure_runtime(runtime, model_path, frames)
+            figures += measure_opencv_path(runtime, model_path, frames)
         except (RuntimeUnavailableError, ModelLoadError) as exc:
             print(f"bench_vision: {runtime} not measured here: {exc}", file=sys.stderr)
     if not os.environ.get(_CHILD_ENV):
