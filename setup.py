@@ -11,8 +11,17 @@ setup(
         Extension(
             "edge_agent.vision._labelcore",
             ["edge_agent/vision/_labelcore.c"],
-            # -fno-math-errno: lrint becomes one instruction instead of a libm call
-            extra_compile_args=["-O2", "-std=c99", "-fno-math-errno", "-Wall", "-Wextra"],
+            # -fno-math-errno: lrint becomes one instruction instead of a libm call;
+            # -ffp-contract=off: no fused multiply-adds (default on aarch64 and in clang),
+            # so the corners are rounded as Python and OpenCV round them
+            extra_compile_args=[
+                "-O2",
+                "-std=c99",
+                "-fno-math-errno",
+                "-ffp-contract=off",
+                "-Wall",
+                "-Wextra",
+            ],
             optional=True,
         )
     ]

@@ -140,6 +140,11 @@ static void row_runs(Scratch *s, int y, int width, int *fg_prev, int *bg_prev) {
     bg_prev[0] = bg_start, bg_prev[1] = s->nbg;
 }
 
+/* The binary image's values: 0 background, 1 foreground; the first trace of an outline
+ * marks its border pixels VISITED, and VISITED_AGAIN where the border passes twice (a
+ * one-pixel-wide part). */
+enum { VISITED = 2, VISITED_AGAIN = 3 };
+
 static const int DX[8] = {1, 1, 0, -1, -1, -1, 0, 1}; /* E, SE, S, SW, W, NW, N, NE: */
 static const int DY[8] = {0, 1, 1, 1, 0, -1, -1, -1}; /* clockwise on screen (y down) */
 
@@ -152,8 +157,8 @@ static int pixel(const uint8_t *b, int width, int height, int x, int y) {
  * (cv2.contourArea), each row's leftmost and rightmost border pixel (the convex hull's
  * candidates; rows counted from sy), and in *corners the number of points
  * findContours' CHAIN_APPROX_SIMPLE would keep. */
-static double trace(const uint8_t *b, int width, int height, int sx, int sy, int *left,
-                    int *right, int rows, int *corners) {
+static double trace(uint8_t *b, int width, int height, int sx, int sy, int *left, int *right,
+                    int rows, int *corners, int count_visits) {
     for (int r = 0; r < rows; r++) left[r] = INT_MAX, right[r] = INT_MIN;
     left[0] = right[0] = sx;
     int d1 = -1;
@@ -165,6 +170,7 @@ static double trace(const uint8_t *b, int width, int height, int sx, int sy, int
         }
     }
     *corners = 1;
+    if (count_visits) b[(size_t)sy * width + sx] = VISITED;
     if (d1 < 0) return 0.0; /* a lone pixel */
     int x1 = sx + DX[d1], y1 = sy + DY[d1];
     int x3 = sx, y3 = sy, from = d1; /* direction from the current pixel to the previous */
@@ -187,6 +193,10 @@ static double trace(const uint8_t *b, int width, int height, int sx, int sy, int
         if (x4 < left[r]) left[r] = x4;
         if (x4 > right[r]) right[r] = x4;
         if (x4 == sx && y4 == sy && x3 == x1 && y3 == y1) break;
+        if (count_visits) { /* 1: not yet on the border, VISITED once, then VISITED_AGAIN */
+            uint8_t *at = &b[(size_t)y4 * width + x4];
+            *at = *at == 1 ? VISITED : VISITED_AGAIN;
+        }
         from = (d4 + 4) & 7;
         x3 = x4, y3 = y4;
     }
@@ -472,11 +482,14 @@ static int locate_frame(const uint8_t *frame, int height, int width, Scratch *s,
         if (box <= smallest) continue; /* the outline's area is less than its box's */
         int rows = max_y[i] - min_y[i] + 1;
         int points;
-        double area = trace(s->work, ww, wh, first->x0, first->y, s->left, s->right, rows, &points);
+        double area =
+            trace(s->work, ww, wh, first->x0, first->y, s->left, s->right, rows, &points, 1);
         /* OpenCV's path passes over outlines of fewer than four corner points */
         if (points >= 4 && smallest < area && area <= largest) {
-            int at = ncand++; /* sorted by area, largest first; equal areas keep scan order */
-            while (at > 0 && candidates[at - 1].area < area) {
+            /* sorted by area, largest first; of equal areas the last found first, as
+             * findContours lists them */
+            int at = ncand++;
+            while (at > 0 && candidates[at - 1].area <= area) {
                 candidates[at] = candidates[at - 1];
                 at--;
             }
@@ -493,8 +506,16 @@ static int locate_frame(const uint8_t *frame, int height, int width, Scratch *s,
         }
         Run *first = &s->fg[i];
         int points;
-        trace(s->work, ww, wh, first->x0, first->y, s->left, s->right, h, &points);
+        trace(s->work, ww, wh, first->x0, first->y, s->left, s->right, h, &points, 0);
         int n = hull(s->left, s->right, h, y, s->hx, s->hy, s->px, s->py);
+        int twice = 0; /* a hull corner the border passes twice: cv2.convexHull then starts
+                        * its hull elsewhere, and approxPolyDP may keep other corners */
+        for (int k = 0; k < n; k++)
+            twice |= s->work[(size_t)s->hy[k] * ww + (size_t)s->hx[k]] == VISITED_AGAIN;
+        if (twice) {
+            found = 1;
+            break;
+        }
         double perimeter = 0;
         for (int k = 0; k < n; k++) {
             int j = (k + 1) % n;
@@ -544,6 +565,8 @@ static int bgr_buffer(PyObject *obj, Py_buffer *view, int writable) {
 
 static void *arena;
 static size_t arena_size;
+/* A 640 x 480 frame needs about 0.7 MB, any frame up to 4096 a side under 1.1 MB */
+#define ARENA_KEEP ((size_t)2 << 20)
 
 static PyObject *py_locate(PyObject *self, PyObject *frame) {
     (void)self;
@@ -557,7 +580,7 @@ static PyObject *py_locate(PyObject *self, PyObject *frame) {
     int step = (width + cfg.work_width - 1) / cfg.work_width;
     if (step < 2) step = 2;
     int ww = (width + step - 1) / step, wh = (height + step - 1) / step;
-    size_t runs = (size_t)wh * ((size_t)ww / 2 + 2) + 1; /* at most, of either kind */
+    size_t runs = (size_t)wh * (((size_t)ww + 1) / 2) + 1; /* at most, of either kind */
     size_t rows = (size_t)wh + 2;
     /* one arena, kept between calls: fresh memory of this size would be fresh pages, each
      * faulted in */
@@ -585,6 +608,10 @@ static PyObject *py_locate(PyObject *self, PyObject *frame) {
     double q[8];
     int result = locate_frame(view.buf, height, width, &s, q);
     PyBuffer_Release(&view);
+    if (arena_size > ARENA_KEEP) { /* an odd frame's: not kept for the next */
+        free(arena);
+        arena = NULL, arena_size = 0;
+    }
     if (result < 0) return PyErr_NoMemory();
     if (result != 4) return PyLong_FromLong(result);
     PyObject *corners = PyList_New(8);
@@ -638,7 +665,9 @@ static void sample_row(const double *M, int y, int ow, int fw, int fh, int insid
  * BL) written upright into `out` (h x w x 3 uint8) by nearest-pixel sampling, exactly as
  * cv2.warpPerspective(INTER_NEAREST | WARP_INVERSE_MAP) does with the map
  * preprocess._label_to_frame gives; every byte XOR 128 if `flip`. False (nothing written)
- * where that path is not taken: OpenCV's then. */
+ * where that path is not taken, OpenCV's then: corners that are not a convex quadrilateral
+ * within four frame sides of it (OpenCV 5 maps those its own way), an `out` sharing memory
+ * with the frame (OpenCV copies such a source first), buffers it cannot take. */
 static PyObject *py_warp(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 4) {
@@ -674,6 +703,15 @@ static PyObject *py_warp(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     }
     int fh = (int)src.shape[0], fw = (int)src.shape[1];
     int oh = (int)dst.shape[0], ow = (int)dst.shape[1];
+    const char *s0 = src.buf, *d0 = dst.buf;
+    double reach = 4.0 * (fw > fh ? fw : fh);
+    int sane = convex(c); /* a label's corners: a convex quadrilateral near the frame */
+    for (int k = 0; k < 8; k++) sane = sane && fabs(c[k]) <= reach;
+    if (!sane || (d0 < s0 + src.len && s0 < d0 + dst.len)) { /* or writing over its source */
+        PyBuffer_Release(&src);
+        PyBuffer_Release(&dst);
+        Py_RETURN_FALSE;
+    }
     /* the map of preprocess._label_to_frame, in the same operations */
     double x0 = c[0], y0 = c[1], x1 = c[2], y1 = c[3], x2 = c[4], y2 = c[5], x3 = c[6], y3 = c[7];
     double sx = x0 - x1 + x2 - x3, sy = y0 - y1 + y2 - y3;

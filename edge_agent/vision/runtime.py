@@ -148,8 +148,11 @@ class LoadedModel:
         self._quantise = self._quantiser()
         self._in_place = self._in_place_mapping()
         self._pixels = np.empty(shape[1:], np.uint8)
-        """Where :meth:`classify_written` has the label written and quantises it."""
-        self._pixels_as_input = self._pixels.view(self.input_dtype).reshape(shape)
+        """Where :meth:`classify_written` has the label written and quantises it (for an
+        input it maps in place; any other gets an image of its own)."""
+        self._pixels_as_input = (
+            None if self._in_place is None else self._pixels.view(self.input_dtype).reshape(shape)
+        )
         #: One inference at a time: the input array and the interpreter are shared state
         #: (two threads would mix their labels; uncontended, the lock costs nothing).
         self._lock = threading.Lock()

@@ -195,15 +195,22 @@ def _quads(frame: NDArray[np.uint8], count: int, seed: int) -> list[list[float]]
 def test_warp_writes_exactly_opencvs_pixels(
     rendered: list[NDArray[np.uint8]], *, flip: bool
 ) -> None:
+    """Every quad it takes; it takes every located label and every convex quad near the
+    frame, and hands back the degenerate and the far-off ones."""
     assert native is not None
     differing = total = 0
     for index, frame in enumerate(rendered[:40]):
-        quads = _quads(frame, 6, index)
+        *quads, same_point, far_off = _quads(frame, 6, index)
         located = locate_quad_opencv(frame)[0]
+        out = np.empty((96, 160, 3), np.uint8)
+        assert native.warp(frame, same_point, out, flip) is False
+        assert native.warp(frame, far_off, out, flip) is False
         for quad in [*quads, *([located] if located else [])]:
             expected = warp_label_opencv(frame, quad, 160, 96)
             out = np.empty((96, 160, 3), np.uint8)
-            assert native.warp(frame, quad, out, flip) is True
+            if not native.warp(frame, quad, out, flip):
+                assert quad is not located, "a located label's corners are always taken"
+                continue
             if flip:
                 out ^= 128
             differing += int(np.count_nonzero(np.any(out != expected, axis=-1)))
