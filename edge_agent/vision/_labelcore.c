@@ -565,7 +565,9 @@ static int bgr_buffer(PyObject *obj, Py_buffer *view, int writable) {
 
 static void *arena;
 static size_t arena_size;
-/* A 640 x 480 frame needs about 0.7 MB, any frame up to 4096 a side under 1.1 MB */
+/* Kept up to this size: a 640 x 480 frame needs about 0.7 MB and a square one of 4096 a
+ * side about 1.1 MB; tall, narrow frames need more (320 x 4096: 12 MB), taken and given
+ * back on each call */
 #define ARENA_KEEP ((size_t)2 << 20)
 
 static PyObject *py_locate(PyObject *self, PyObject *frame) {
