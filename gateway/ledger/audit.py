@@ -35,21 +35,34 @@ import pickle
 import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.ledger import merkle
 from gateway.ledger.chain import GENESIS
-from gateway.ledger.ledger import HashFn, ItemKeysFn, LedgerError, item_keys
+from gateway.ledger.ledger import (
+    _ITEM_LIST_FIELDS,
+    HashFn,
+    ItemKeysFn,
+    LedgerError,
+    item_keys,
+)
 from gateway.ledger.signing import BlockHeader, KeyStoreError, key_id, load_public, verify_signature
 from gateway.ledger.store import BlockRow, SqlStore, StoreError
 
 MAX_FAILURES = 100
 #: Events per range (one unit of work for a worker process).
 RANGE_SIZE = 25_000
+#: Ranges at least this big are split in four at the end of a parallel audit.
+SPLIT_FROM = 4_000
 #: Below this many events the audit runs in this process (workers cost ~0.5 s to start).
 PARALLEL_FROM = 40_000
-_U64 = struct.Struct(">Q").pack
+#: 0x00 ‖ u64 big-endian(seq): a leaf hash's input before the event ID (merkle.leaf_hash of
+#: chain.leaf_data).
+_LEAF_HEAD = struct.Struct(">xQ").pack
+#: The fields besides epcList that item_keys reads.
+_OTHER_ITEM_FIELDS = frozenset(_ITEM_LIST_FIELDS).difference(["epcList"]).union(["parentID"])
 _sha256 = hashlib.sha256
 
 
@@ -229,19 +242,6 @@ def _parse_object(text: str) -> dict[str, Any]:
     return value
 
 
-class _Peek:
-    """An iterator with one item of look-ahead."""
-
-    def __init__(self, it: Iterator[tuple[int, str]]) -> None:
-        self._it = it
-        self.head: tuple[int, str] | None = next(it, None)
-
-    def advance(self) -> tuple[int, str] | None:
-        """Drop the head; the new head."""
-        head = self.head = next(self._it, None)
-        return head
-
-
 class _RangeAuditor:
     """Audits the events with ``first ≤ seq ≤ last`` on its own."""
 
@@ -260,18 +260,32 @@ class _RangeAuditor:
         self.keys_fn = keys_fn
         self.strict = strict
 
+    def _item_events(self, first: int, last: int) -> dict[int, list[str]]:
+        """seq → keys of the range's item_events rows (read before the events: on
+        PostgreSQL the event rows then stream over the same connection)."""
+        rows: dict[int, list[str]] = {}
+        for seq, key in self.store.iter_item_events_between(first, last):
+            rows.setdefault(seq, []).append(key)
+        return rows
+
     def run(self, first: int, last: int) -> _RangeResult:
         report = AuditReport()
         fail = report.add
         found: dict[int, _Leaves] = {}
         cursor: dict[str, int] = {}
-        #: signer → (first_seq, last_seq, leaves) of the block its latest event went into
-        current: dict[str, tuple[int, int, _Leaves]] = {}
+        #: signer → (last_seq, leaves) of the block its latest event went into
+        current: dict[str, tuple[int, _Leaves]] = {}
         before = self.store.chain_before(first)
         chain = before[1] if before is not None else GENESIS
+        multi = self._item_events(first, last)
         expected = first
-        index = _Peek(self.store.iter_item_events_between(first, last))
-        hash_fn, keys_fn, sha256, u64 = self.hash_fn, self.keys_fn, _sha256, _U64
+        events = index_rows = 0
+        hash_fn, keys_fn, sha256, leaf_head = self.hash_fn, self.keys_fn, _sha256, _LEAF_HEAD
+        parse, others = _parse_object, _OTHER_ITEM_FIELDS
+        # with the standard item_keys, an event whose only item field is an epcList of its
+        # row's key needs no call: item_keys would return exactly [item_key]
+        standard_keys = keys_fn is item_keys
+        # rows come in seq order (ORDER BY the primary key)
         for row in self.store.raw_events_between(first, last):
             seq, event_id, text, signer, stored_chain, item_key = row
             if not (
@@ -283,7 +297,7 @@ class _RangeAuditor:
             ):
                 seq, event_id, text, signer, stored_chain, item_key = _coerced(row)
                 fail(Failure(seq, event_id, f"stored row has wrong column types: {row!r:.120}"))
-            report.events += 1
+            events += 1
             if seq != expected:
                 fail(
                     Failure(
@@ -294,10 +308,25 @@ class _RangeAuditor:
                 )
             expected = seq + 1
             id_bytes = event_id.encode("utf-8")
+            # ---- the item index entries of this event: one item's key in its own row
+            # (or, written by a schema 2 appender, in item_events: lookups read both),
+            # several items' in item_events rows
+            extra = multi.pop(seq, None) if multi else None
+            if item_key is not None:
+                index_rows += 1
+            if extra is not None:
+                index_rows += len(extra)
             keys: list[str] | None = None
             try:
-                event = _parse_object(text)
-                keys = keys_fn(event)
+                event = parse(text)
+                if not (
+                    standard_keys
+                    and item_key
+                    and extra is None
+                    and event.get("epcList") == [item_key]
+                    and event.keys().isdisjoint(others)
+                ):
+                    keys = keys_fn(event)
             except (ValueError, LedgerError) as exc:
                 fail(Failure(seq, event_id, f"stored event does not parse: {exc}"))
             else:
@@ -320,50 +349,40 @@ class _RangeAuditor:
                     )
                 )
             chain = stored_chain
-            # ---- the item index entries of this event: one item's key in its own row
-            # (or, written by a schema 2 appender, in item_events: lookups read both),
-            # several items' in item_events rows
-            head = index.head
-            while head is not None and head[0] < seq:
-                fail(Failure(head[0], None, f"item index names {head[1]!r} at a missing event"))
-                head = index.advance()
-            indexed = [] if item_key is None else [item_key]
-            while head is not None and head[0] == seq:
-                indexed.append(head[1])
-                head = index.advance()
-            report.index_rows += len(indexed)
-            if keys is not None and (indexed != keys or (item_key is not None and len(keys) != 1)):
-                where = "its row" if item_key is not None else "item_events"
-                fail(
-                    Failure(
-                        seq,
-                        event_id,
-                        f"item index lists {indexed} (in {where}) but the event names {keys}",
+            if keys is not None:  # else its row names the one item it names, or no parse
+                indexed = [] if item_key is None else [item_key]
+                if extra is not None:
+                    indexed += extra
+                if indexed != keys or (item_key is not None and len(keys) != 1):
+                    where = "its row" if item_key is not None else "item_events"
+                    fail(
+                        Failure(
+                            seq,
+                            event_id,
+                            f"item index lists {indexed} (in {where}) but the event names {keys}",
+                        )
                     )
-                )
             # ---- the block that signs this event
             block = current.get(signer)
-            if block is not None and block[0] <= seq <= block[1]:
-                leaves = block[2]
-                leaves.leaves.append(sha256(b"\x00" + u64(seq) + id_bytes).digest())
+            if block is not None and seq <= block[0]:
+                leaves = block[1]
+                leaves.leaves.append(sha256(leaf_head(seq) + id_bytes).digest())
                 leaves.last_seen = seq
-                if seq == block[1]:
+                if seq == block[0]:
                     leaves.head_chain = stored_chain
             else:
                 self._place(
                     report, found, cursor, current, seq, event_id, signer, id_bytes, stored_chain
                 )
-        if expected <= last and report.events:
+        report.events = events
+        report.index_rows = index_rows
+        if expected <= last and events:
             fail(Failure(expected, None, f"missing: seq {expected}–{last} deleted"))
-        elif not report.events:
+        elif not events:
             fail(Failure(first, None, f"missing: seq {first}–{last} deleted"))
-        while index.head is not None:
-            fail(
-                Failure(
-                    index.head[0], None, f"item index names {index.head[1]!r} at a missing event"
-                )
-            )
-            index.advance()
+        for seq in sorted(multi):  # item_events rows of events not stored
+            for key in multi[seq]:
+                fail(Failure(seq, None, f"item index names {key!r} at a missing event"))
         return self._close_blocks(report, found, first, last)
 
     def _place(
@@ -371,7 +390,7 @@ class _RangeAuditor:
         report: AuditReport,
         found: dict[int, _Leaves],
         cursor: dict[str, int],
-        current: dict[str, tuple[int, int, _Leaves]],
+        current: dict[str, tuple[int, _Leaves]],
         seq: int,
         event_id: str,
         signer: str,
@@ -402,8 +421,8 @@ class _RangeAuditor:
         leaves = found.get(block.block_no)
         if leaves is None:
             leaves = found[block.block_no] = _Leaves(first_seen=seq)
-        current[signer] = (block.first_seq, block.last_seq, leaves)
-        leaves.leaves.append(_sha256(b"\x00" + _U64(seq) + id_bytes).digest())
+        current[signer] = (block.last_seq, leaves)
+        leaves.leaves.append(_sha256(_LEAF_HEAD(seq) + id_bytes).digest())
         leaves.last_seen = seq
         if seq == block.last_seq:
             leaves.head_chain = chain
@@ -466,6 +485,19 @@ def _picklable(*objects: Any) -> bool:
 # ---- the audit ----------------------------------------------------------------------
 
 
+def _spans(last: int, size: int, workers: int) -> list[tuple[int, int]]:
+    """Seq ranges of ``size`` events covering 1…``last``; with several workers and ranges
+    of at least SPLIT_FROM events, the events of the last ``workers`` ranges go in ranges
+    of a quarter of that, so that the workers finish at about the same time (none idles
+    long while another ends a big range)."""
+    split = workers > 1 and size >= SPLIT_FROM
+    tail = min(last, workers * size) // size * size if split else 0
+    spans = [(a, min(a + size - 1, last - tail)) for a in range(1, last - tail + 1, size)]
+    small = max(1, size // 4)
+    spans += [(a, min(a + small - 1, last)) for a in range(last - tail + 1, last + 1, small)]
+    return spans
+
+
 class _Auditor:
     def __init__(
         self,
@@ -482,13 +514,13 @@ class _Auditor:
         self.trusted_keys = trusted_keys
         self.report = AuditReport()
 
-    def check_block_headers(self) -> dict[str, list[_Block]]:
-        stored = self.store.blocks()
+    def block_lists(self, stored: list[tuple[BlockRow, bytes]]) -> dict[str, list[_Block]]:
+        """Each signer's blocks (with their trees' digests) in seq order, what the ranges
+        check events against; a block that overlaps another of its signer's or runs
+        backwards fails."""
         self.report.blocks = len(stored)
-        registered = self.store.public_keys()
         per_signer: dict[str, list[_Block]] = {}
-        for row in stored:
-            self.check_signature(row, registered)
+        for row, tree_digest in stored:
             per_signer.setdefault(row.signer, []).append(
                 _Block(
                     row.block_no,
@@ -498,7 +530,7 @@ class _Auditor:
                     row.leaf_count,
                     row.root,
                     row.head_chain,
-                    _sha256(row.tree).digest(),
+                    tree_digest,
                 )
             )
         for signer, blocks in per_signer.items():
@@ -516,6 +548,12 @@ class _Auditor:
                     )
                 previous = max(previous, block.last_seq)
         return per_signer
+
+    def check_signatures(self, stored: list[tuple[BlockRow, bytes]]) -> None:
+        """Every block's key and signature."""
+        registered = self.store.public_keys()
+        for row, _ in stored:
+            self.check_signature(row, registered)
 
     def check_signature(self, block: BlockRow, registered: dict[str, tuple[str, bytes]]) -> None:
         def fail(reason: str) -> None:
@@ -560,7 +598,8 @@ class _Auditor:
             fail(f"block {block.block_no}: signature by {block.signer!r} does not verify")
 
     def run(self, workers: int, range_size: int) -> AuditReport:
-        blocks = self.check_block_headers()
+        stored = self.store.blocks_with_tree_digests()
+        blocks = self.block_lists(stored)
         last = self.store.max_seq()
         for table, seq, what in self.store.rows_outside(last):
             where = "an event" if table == "events" else f"item index row for {what!r}"
@@ -575,14 +614,17 @@ class _Auditor:
                     f"events up to seq {signed_up_to})",
                 )
             )
-        spans = [(a, min(a + range_size - 1, last)) for a in range(1, last + 1, range_size)]
+        spans = _spans(last, range_size, workers)
         partial: dict[int, _Leaves] = {}
         finished: set[int] = set()
-        for result in self._range_results(spans, blocks, workers):
-            self.merge(result.report)
-            finished.update(result.finished)
-            for block_no, leaves in result.partial.items():
-                partial.setdefault(block_no, _Leaves()).extend(leaves)
+        with self._range_results(spans, blocks, workers) as results:
+            self.check_signatures(stored)  # while the workers (if any) audit the events
+            del stored
+            for result in results:
+                self.merge(result.report)
+                finished.update(result.finished)
+                for block_no, leaves in result.partial.items():
+                    partial.setdefault(block_no, _Leaves()).extend(leaves)
         for signer_blocks in blocks.values():
             for block in signer_blocks:
                 if block.block_no not in finished:
@@ -591,22 +633,24 @@ class _Auditor:
                         self.report.add(failure)
         return self.report
 
+    @contextmanager
     def _range_results(
         self, spans: list[tuple[int, int]], blocks: dict[str, list[_Block]], workers: int
-    ) -> Iterator[_RangeResult]:
+    ) -> Iterator[Iterator[_RangeResult]]:
+        """The ranges' results in order: from worker processes, which start on entry, or
+        computed here as they are read."""
         reopen = self.store.reopener()
         args = (blocks, self.hash_fn, self.item_keys_fn, self.strict)
         if workers <= 0 or len(spans) < 2 or reopen is None or not _picklable(reopen, *args):
             auditor = _RangeAuditor(self.store, *args)
-            for span in spans:
-                yield auditor.run(*span)
+            yield (auditor.run(*span) for span in spans)
             return
         # fork is quick and needs no importable __main__, but is unsafe once the caller
         # has threads (an API server, an MQTT loop): then spawn.
         method = "fork" if threading.active_count() == 1 else "spawn"
         ctx = multiprocessing.get_context(method)
         with ctx.Pool(min(workers, len(spans)), _init_worker, (reopen, *args)) as pool:
-            yield from pool.imap(_run_range, spans)
+            yield pool.imap(_run_range, spans)
 
     def merge(self, part: AuditReport) -> None:
         report = self.report

@@ -25,11 +25,21 @@ from typing import Any
 
 import psycopg
 
-from gateway.ledger.store import CommitWork, NewEventRow, SqlStore, Statement, StoreError
+from gateway.ledger.store import (
+    BlockRow,
+    CommitWork,
+    NewEventRow,
+    SqlStore,
+    Statement,
+    StoreError,
+    _block,
+)
 
 #: Advisory lock key of the ledger's append lock ("provgate" in ASCII, as a bigint).
 APPEND_LOCK_KEY = 0x70726F7667617465
 _cursor_names = count()
+#: Rows a chunk of a streamed query (raw_events_between).
+_STREAM_CHUNK = 1000
 #: What a write transaction starts with: BEGIN and the append lock.
 _OPENING = (
     ("BEGIN", (), False),
@@ -159,6 +169,48 @@ class PostgresStore(SqlStore):
                 yield from cur
         except psycopg.Error as exc:
             raise StoreError(f"{self.url}: {exc}") from exc
+
+    def raw_events_between(self, first: int, last: int) -> Iterator[tuple[Any, ...]]:
+        """:meth:`SqlStore.raw_events_between` as one query whose rows arrive in chunks
+        (libpq ≥ 17), in binary: about half the server's CPU of a named cursor's FETCHes and
+        less of the client's. The connection serves nothing else until the rows are all
+        read or the iterator is closed; closing it early cancels the query, which may abort
+        the transaction it runs in."""
+        if psycopg.pq.version() < 170000:  # no chunked rows: the named cursor
+            yield from super().raw_events_between(first, last)
+            return
+        if not self._in_tx:
+            with self.snapshot():
+                yield from self.raw_events_between(first, last)
+            return
+        if self._pending:
+            self._send([])
+        try:
+            with self._conn.cursor(binary=True) as cur:
+                yield from cur.stream(
+                    "SELECT seq, event_id, event_json, signer, chain, item_key FROM events "
+                    "WHERE seq >= %s AND seq <= %s ORDER BY seq",
+                    (first, last),
+                    size=_STREAM_CHUNK,
+                )
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.url}: {exc}") from exc
+
+    def blocks_with_tree_digests(self) -> list[tuple[BlockRow, bytes]]:
+        """Every sealed block by number, each without its tree (``b""``) but with the
+        SHA-256 of the stored tree beside it, computed by the server: 32 bytes a block
+        cross instead of the tree (16 KB a block of 256 events; at 1,000,000 events the
+        trees took the audit about a second to read before its workers could start).
+        ``pg_catalog.sha256`` by its full name: a function of that name in another schema
+        (a search_path set to find it first) is never called."""
+        if self._conn.info.server_version < 110000:  # no sha256() in SQL before 11
+            return super().blocks_with_tree_digests()
+        rows = self._execute(
+            "SELECT block_no, signer, key_id, first_seq, last_seq, leaf_count, root, head_chain, "
+            "signature, sealed_at, ''::bytea, pg_catalog.sha256(tree) FROM blocks "
+            "ORDER BY block_no"
+        )
+        return [(_block(r), bytes(r[11])) for r in rows]
 
     def _copy(self, table: str, columns: str, rows: Iterable[Sequence[Any]]) -> None:
         if self._pending:  # COPY cannot run in a pipeline

@@ -7,9 +7,12 @@ Each test builds the same ledger: brand commissioning (seq 1–6) then site rece
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
+from gateway.ledger.audit import _spans, audit
 from gateway.ledger.chain import GENESIS, next_chain
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.signing import Keystore, OrgKey, raw_public
@@ -337,3 +340,97 @@ def test_a_stored_value_of_the_wrong_type_is_named_not_crashed_on(ledger: Ledger
     tamper(ledger.store, "UPDATE events SET chain = 'not a hash' WHERE seq = 5")
     seq, _ = first(ledger)
     assert seq == 5
+
+
+@pytest.mark.parametrize("field", ["childEPCs", "inputEPCList", "outputEPCList", "parentID"])
+def test_a_row_key_naming_only_the_epclist_item_of_an_event_naming_two_is_named(
+    ledger: Ledger, field: str
+) -> None:
+    # the event names epc(1) in its epcList and epc(2) in another field: its index is two
+    # item_events rows; moved into its row as the epcList's key alone, it must fail
+    build(ledger)
+    other: str | list[str] = epc(2) if field == "parentID" else [epc(2)]
+    ledger.append(event(1, "receiving") | {field: other}, SITE)  # seq 13
+    assert ledger.audit().ok
+    tamper(ledger.store, "DELETE FROM item_events WHERE seq = 13")
+    tamper(ledger.store, "UPDATE events SET item_key = ? WHERE seq = 13", (epc(1),))
+    seq, reason = first(ledger)
+    assert seq == 13
+    assert "item index" in reason
+
+
+def test_an_event_with_a_null_item_field_passes(ledger: Ledger) -> None:
+    build(ledger)
+    ledger.append(event(1, "receiving") | {"childEPCs": None, "parentID": None}, SITE)
+    report = ledger.audit()
+    assert report.ok, report.summary()
+    assert report.index_rows == 13
+
+
+def test_the_audit_checks_the_index_with_the_item_keys_function_it_is_given(
+    ledger: Ledger,
+) -> None:
+    build(ledger)
+
+    def two_keys(e: Mapping[str, Any]) -> list[str]:
+        return sorted([*e["epcList"], "urn:example:also"])
+
+    report = audit(ledger.store, fake_event_hash, item_keys_fn=two_keys, workers=0)
+    assert {f.seq for f in report.failures if "item index" in f.reason} == set(range(1, 13))
+
+
+def test_an_audit_reading_more_rows_than_one_stream_chunk_passes(ledger: Ledger) -> None:
+    ledger.append_batch([event(i) for i in range(2_100)], BRAND)
+    ledger.append(aggregation([epc(1), epc(2)]), SITE)
+    ledger.append_batch([event(i, "receiving", t=i) for i in range(900)], SITE)
+    ledger.seal()
+    for workers, range_size in ((0, 25_000), (0, 1_234), (2, 1_234)):
+        report = ledger.audit(strict=True, workers=workers, range_size=range_size)
+        assert report.ok, report.summary()
+        assert (report.events, report.index_rows) == (3_001, 3_003)
+
+
+def test_a_forged_signature_is_named_while_workers_audit_the_events(ledger: Ledger) -> None:
+    build(ledger)
+    tamper(ledger.store, "UPDATE blocks SET signature = ? WHERE block_no = 2", (b"\1" * 64,))
+    report = ledger.audit(workers=2, range_size=5)
+    assert report.first is not None
+    assert report.first.seq == 7
+    assert "signature" in report.first.reason
+    assert report.events == 12
+
+
+def test_an_event_stream_left_unfinished_leaves_the_store_usable(ledger: Ledger) -> None:
+    # (on PostgreSQL closing it early cancels the query: the snapshot's transaction may be
+    # aborted, so the store is usable again once the snapshot ends)
+    ledger.append_batch([event(i) for i in range(2_500)], BRAND)
+    with ledger.store.snapshot():
+        rows = ledger.store.raw_events_between(1, 2_500)
+        assert next(iter(rows))[0] == 1
+        rows.close()  # type: ignore[attr-defined]
+    assert ledger.store.max_seq() == 2_500
+    assert ledger.audit().ok
+
+
+@pytest.mark.parametrize(
+    ("last", "size", "workers"),
+    [
+        (0, 5, 2),
+        (12, 5, 2),
+        (12, 5, 0),
+        (60_000, 25_000, 2),
+        (30_000, 25_000, 2),
+        (9_999, 4_000, 3),
+    ],
+)
+def test_audit_ranges_cover_every_seq_once_in_order(last: int, size: int, workers: int) -> None:
+    spans = _spans(last, size, workers)
+    assert [seq for a, b in spans for seq in range(a, b + 1)] == list(range(1, last + 1))
+    assert all(b - a + 1 <= size for a, b in spans)
+
+
+def test_a_parallel_audit_ends_on_quarter_ranges() -> None:
+    spans = _spans(1_000_000, 25_000, 2)
+    assert spans[:38] == [(a, a + 24_999) for a in range(1, 950_001, 25_000)]
+    assert spans[38:] == [(a, a + 6_249) for a in range(950_001, 1_000_001, 6_250)]
+    assert _spans(1_000_000, 25_000, 1) == [(a, a + 24_999) for a in range(1, 1_000_001, 25_000)]
