@@ -11,11 +11,12 @@ setup(
         Extension(
             "edge_agent.vision._labelcore",
             ["edge_agent/vision/_labelcore.c"],
+            # -O3: the pixel loops vectorised (the cold locate ~40 µs faster than -O2);
             # -fno-math-errno: lrint becomes one instruction instead of a libm call;
             # -ffp-contract=off: no fused multiply-adds (default on aarch64 and in clang),
             # so the corners are rounded as Python and OpenCV round them
             extra_compile_args=[
-                "-O2",
+                "-O3",
                 "-std=c99",
                 "-fno-math-errno",
                 "-ffp-contract=off",

@@ -443,7 +443,8 @@ static int locate_frame(const uint8_t *frame, int height, int width, Scratch *s,
         }
     int threshold = otsu(hist, ww * wh);
     size_t total = (size_t)ww * wh;
-    for (size_t i = 0; i < total; i++) s->work[i] = s->work[i] > threshold;
+    uint8_t level = (uint8_t)threshold; /* (a byte compare, which compilers vectorise) */
+    for (size_t i = 0; i < total; i++) s->work[i] = s->work[i] > level;
 
     s->nfg = s->nbg = 0;
     int fg_prev[2] = {0, 0}, bg_prev[2] = {0, 0};
