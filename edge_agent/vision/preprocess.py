@@ -369,7 +369,8 @@ def locate_quad(frame: NDArray[np.uint8]) -> tuple[Quad | None, LocateFailure | 
 
     The compiled module (``_labelcore``, same algorithm, same corners: tested frame by
     frame against this one) answers in one call; what it leaves (a hull that needs the
-    minimum-area rectangle, a frame that is not one C-contiguous array) comes here."""
+    minimum-area rectangle, a hull corner the outline's border passes twice, a frame that
+    is not one C-contiguous array) comes here."""
     if _native is not None:
         found = _native.locate(frame)
         if isinstance(found, list):
@@ -484,8 +485,9 @@ def warp_label(
 
     The compiled module does it in one call with the same map and rounding as
     ``cv2.warpPerspective`` (identical to OpenCV 4.11's; OpenCV 5 rounds about one pixel in
-    80,000 the other way, a tie a last bit apart); non-finite corners or an ``out`` it
-    cannot write go to OpenCV.
+    80,000 the other way, a tie a last bit apart); corners that are not finite or not a
+    convex quadrilateral near the frame, and an ``out`` it cannot write or that shares the
+    frame's memory, go to OpenCV.
     """
     quad = corners.ravel().tolist() if isinstance(corners, np.ndarray) else corners
     if out is not None and out.shape != (height, width, 3):
