@@ -19,6 +19,7 @@ import os
 import re
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -102,12 +103,12 @@ class OrgKey:
     org: str
     private_key: Ed25519PrivateKey
 
-    @property
+    @cached_property
     def public_key(self) -> Ed25519PublicKey:
         """The public half."""
         return self.private_key.public_key()
 
-    @property
+    @cached_property
     def key_id(self) -> str:
         """ID under which the ledger registers the public key."""
         return key_id(self.public_key)
