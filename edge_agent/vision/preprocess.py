@@ -23,7 +23,7 @@ import operator
 import struct
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 import cv2
 import numpy as np
@@ -76,8 +76,11 @@ _EDGE_OFFSET: Final = 0.7
 edge (measured on 300 rendered labels against their true corners: 0.5 left a longer
 tail, 1.0 a larger median)."""
 
-if _native is not None:
-    _native.configure(
+
+def _configure(native: Any) -> None:
+    """Hand the compiled module (this one, or a build of it a test loads) this module's
+    locating constants, so they live here only."""
+    native.configure(
         work_width=_WORK_WIDTH,
         min_contrast=_MIN_CONTRAST,
         min_area_fraction=_MIN_AREA_FRACTION,
@@ -88,6 +91,10 @@ if _native is not None:
         polygon_tolerance=_POLYGON_TOLERANCE,
         edge_offset=_EDGE_OFFSET,
     )
+
+
+if _native is not None:
+    _configure(_native)
 
 
 class LocateFailure(StrEnum):

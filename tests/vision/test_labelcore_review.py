@@ -25,7 +25,6 @@ import pytest
 from numpy.typing import NDArray
 
 from edge_agent.vision import preprocess
-from edge_agent.vision.layout import LABEL_ASPECT
 from edge_agent.vision.preprocess import locate_quad, locate_quad_opencv, warp_label
 from edge_agent.vision.runtime import LoadedModel
 
@@ -229,17 +228,7 @@ def _load(path: Path) -> ModuleType:
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.configure(
-        work_width=preprocess._WORK_WIDTH,
-        min_contrast=preprocess._MIN_CONTRAST,
-        min_area_fraction=preprocess._MIN_AREA_FRACTION,
-        max_area_fraction=preprocess._MAX_AREA_FRACTION,
-        min_fill=preprocess._MIN_FILL,
-        aspect=LABEL_ASPECT,
-        aspect_slack=preprocess._ASPECT_SLACK,
-        polygon_tolerance=preprocess._POLYGON_TOLERANCE,
-        edge_offset=preprocess._EDGE_OFFSET,
-    )
+    preprocess._configure(module)
     return module
 
 
