@@ -80,8 +80,21 @@ def encode_event(event: Any) -> tuple[str, bool]:
     is not JSON (a set, NaN, an object containing itself…)."""
     try:
         text = orjson.dumps(event, option=_ORJSON_OPTIONS)
-    except orjson.JSONEncodeError:  # big ints, non-string keys, deep nesting, subclasses…
-        return _strict_encode(event), False
+    except orjson.JSONEncodeError:  # big ints, non-string keys, deep nesting, lone surrogates…
+        return _strict(event), False
     if b"null" in text:  # NaN and ±Infinity come out as null: the strict encoder judges
-        return _strict_encode(event), True
+        return _strict(event), True
     return text.decode(), True
+
+
+def _strict(event: Any) -> str:
+    """The strict encoder's text of ``event``; ValueError if it is not Unicode text (a lone
+    surrogate, which no UTF-8 database column takes and orjson refuses)."""
+    text = _strict_encode(event)
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            char = ord(exc.object[exc.start])
+            raise ValueError(f"it holds a lone surrogate (U+{char:04X}): not Unicode") from None
+    return text

@@ -143,6 +143,9 @@ def _prepare(
         keys = keys_fn(event)
     except LedgerError as exc:
         raise LedgerError(f"event {index}: {exc}") from exc
+    for key in keys:
+        if "\x00" in key:  # (PostgreSQL's text refuses it; SQLite would store it)
+            raise LedgerError(f"event {index}: item ID {key!r:.80} holds a NUL character")
     return event_id, text, keys
 
 

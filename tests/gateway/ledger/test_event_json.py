@@ -95,3 +95,9 @@ def test_an_object_containing_itself_is_refused() -> None:
 )
 def test_what_only_the_standard_library_writes_is_written_as_it_writes_it(value: Any) -> None:
     assert encode_event(value)[0] == _stdlib(value)
+
+
+@pytest.mark.parametrize("value", [{"a": "x\ud800"}, {"a": "\udfff", "n": 2**80}, {"\ud83d": 1}])
+def test_text_that_is_not_unicode_is_refused(value: Any) -> None:
+    with pytest.raises(ValueError, match="lone surrogate"):
+        encode_event(value)

@@ -219,14 +219,21 @@ def test_an_open_block_out_of_step_with_the_events_is_refused(ledger: Ledger) ->
         ([{"type": "ObjectEvent", "x": {1, 2}}], BRAND, "not JSON-serialisable"),
         ([{"type": "ObjectEvent", "x": float("nan")}], BRAND, "not JSON-serialisable"),
         ([{"type": "ObjectEvent", "parentID": 5}], BRAND, "parentID must be a non-empty string"),
+        ([event(1), event(2, items=["a\x00b"])], BRAND, "event 1: item ID 'a.x00b' holds a NUL"),
+        ([event(1, items=["x\ud800"])], BRAND, "event 0 is not JSON.*lone surrogate .U.D800"),
+        ([aggregation([epc(1)]) | {"parentID": "p\x00"}], BRAND, "event 0: item ID 'p.x00' holds"),
         ({"type": "ObjectEvent"}, BRAND, "sequence of event objects"),
     ],
+    ids=["signer", "str", "set", "nan", "parent-int", "nul-epc", "surrogate", "nul-parent", "map"],
 )
-def test_bad_input_is_refused_with_a_reason(
+def test_bad_input_is_refused_with_a_reason_and_nothing_is_stored(
     ledger: Ledger, events: Any, signer: str, message: str
 ) -> None:
+    ledger.append(event(9), BRAND)
     with pytest.raises(LedgerError, match=message):
         ledger.append_batch(events, signer)
+    assert ledger.store.event_count() == 1
+    assert ledger.append(event(10), BRAND).seq == 2  # and the ledger goes on
 
 
 def test_hash_function_failure_names_the_event(ledger_url: str, keys: dict[str, Any]) -> None:
