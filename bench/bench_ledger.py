@@ -13,6 +13,9 @@ fresh ledger per backend, in rounds: each round runs every append mode and the r
 inserts once, 20,000 events each, in an order rotated by one each round; there are 3
 rounds, the figure is the median of a mode's 3 runs and its name shows their min–max.
 The event hash alone is timed on the same events, 20,000 at a time (median of 12).
+One more mode appends gate decisions as the gateway writes them (``gateway_events``: an
+@context and five extension fields, about 1.7 times a gate event's JSON), for reference
+beside the same stream of the simpler gate events.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import random
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from typing import Any
@@ -77,6 +81,49 @@ def gate_event(n: int) -> dict[str, Any]:
         "disposition": "in_progress",
         "readPoint": {"id": "urn:epc:id:sgln:0614141.00888.gate1"},
     }
+
+
+def gateway_events(n: int) -> list[dict[str, Any]]:
+    """``n`` gate events as ``gateway.ingest.epcis_of`` writes them (inbound, outbound and
+    inspection gates; pass, hold and reject; with and without a seller)."""
+    from gateway.config import GateSettings, GatewayConfig
+    from gateway.ingest import epcis_of
+    from gatewire.identity import parse_item_id
+    from gatewire.messages import Decision, GateEvent
+
+    config = GatewayConfig(
+        site="dc1",
+        site_org="site-dc1",
+        location="urn:epc:id:sgln:0614141.00777.0",
+        site_secret="ab" * 32,
+        ledger_url="sqlite:///unused.db",
+        gates={
+            "in-01": GateSettings(kind="inbound", read_point="urn:epc:id:sgln:0614141.00888.1"),
+            "out-01": GateSettings(kind="outbound"),
+            "insp-01": GateSettings(kind="inspection"),
+        },
+    )
+    decisions = (Decision.PASS,) * 8 + (Decision.HOLD, Decision.REJECT)
+    reasons = {Decision.PASS: [], Decision.HOLD: ["vision.suspect"], Decision.REJECT: []}
+    reasons[Decision.REJECT] = ["ledger.unknown_item", "vision.low_score"]
+    events = []
+    start = 1_780_000_000.0
+    for i in range(n):
+        item = parse_item_id(f"urn:epc:id:sgtin:0614141.107346.{100000 + i}").item
+        decision = decisions[i % len(decisions)]
+        gate_event_ = GateEvent(
+            site="dc1",
+            gate=("in-01", "out-01", "insp-01")[i % 3],
+            event_id=uuid.UUID(int=i * 0x9E3779B97F4A7C15 % 2**128).hex,
+            item=item,
+            decision=decision,
+            reasons=reasons[decision],
+            seller=None if i % 4 == 0 else f"seller-{i % 9}",
+            scanned_at=start + i * 0.05,
+            decided_at=start + i * 0.05 + 0.012,
+        )
+        events.append(epcis_of(gate_event_, config))
+    return events
 
 
 def event_hash_fn() -> Callable[[Mapping[str, Any]], str]:
@@ -190,6 +237,7 @@ class AppendRates:
     stream: Samples  # append_batches over batches of APPEND_BATCH, CBV hash included
     precomputed: Samples  # the same stream, CBV hashes computed beforehand
     big_batches: Samples  # append_batches over batches of APPEND_BIG_BATCH, CBV hash included
+    gateway: Samples  # the stream of batches of APPEND_BATCH of gateway_events, CBV hash
     raw: Samples  # INSERTs of the same rows, APPEND_BATCH a transaction, into a plain table
     hash_alone: Samples
 
@@ -204,9 +252,10 @@ def measure_append(
 ) -> AppendRates:
     """Rates of each append mode, ``rounds`` runs of ``run_events`` each, on one ledger.
 
-    A round runs every mode and the raw inserts once, each on its own slice of gate events,
-    the order rotated by one each round so that no mode is always first after a pause or
-    last in a slow minute. The ledger grows across runs, as a site's does.
+    A round runs every mode and the raw inserts once, each on its own slice of gate events
+    (the gateway mode: of gateway_events), the order rotated by one each round so that no
+    mode is always first after a pause or last in a slow minute. The ledger grows across
+    runs, as a site's does.
     """
     hash_modes = {
         "calls": (APPEND_BATCH, False),
@@ -227,7 +276,9 @@ def measure_append(
         return precomputed[id(event)]
 
     slices = iter(range(0, len(events), run_events))
-    rates: dict[str, list[float]] = {name: [] for name in [*hash_modes, "raw"]}
+    gateway = gateway_events(run_events * rounds)
+    gateway_slices = iter(range(0, len(gateway), run_events))
+    rates: dict[str, list[float]] = {name: [] for name in [*hash_modes, "gateway", "raw"]}
     with _open(raw_url) as raw:
         raw._execute(
             "CREATE TABLE raw_events (seq BIGINT PRIMARY KEY, event_id TEXT, "
@@ -240,11 +291,13 @@ def measure_append(
                     first = n * len(hash_modes) * run_events
                     rates[name].append(_raw_inserts(raw, events, ids, first, run_events))
                     continue
-                batch, stream = hash_modes[name]
+                batch, stream = hash_modes.get(name, (APPEND_BATCH, True))
                 fn = lookup if name == "precomputed" else hash_fn
+                source, start = (
+                    (gateway, next(gateway_slices)) if name == "gateway" else (events, next(slices))
+                )
                 with Ledger.open(url, keys, event_hash=fn, block_size=BLOCK_SIZE) as ledger:
-                    start = next(slices)
-                    part = events[start : start + run_events]
+                    part = source[start : start + run_events]
                     batches = [part[b : b + batch] for b in range(0, len(part), batch)]
                     t = time.perf_counter()
                     if stream:
@@ -342,6 +395,7 @@ def backend_figures(
             rates.big_batches,
         ),
     )
+    gateway_bytes = len(json.dumps(gateway_events(1)[0], separators=(",", ":")))
     return [
         *(
             Figure(
@@ -353,6 +407,15 @@ def backend_figures(
                 target="≥ 20,000/s",
             )
             for mode, runs in modes
+        ),
+        Figure(  # (what the gateway appends at gate rates; bulk loads are commissioning)
+            f"{name}: gate decisions as the gateway writes them (ingest.epcis_of: @context, 5 "
+            f"extension fields, {gateway_bytes} bytes of JSON), stream, batches of "
+            f"{APPEND_BATCH} ({rates.gateway.spread})",
+            rates.gateway.median,
+            "events/s",
+            f"the same stream of the gate events above, {rates.stream.spread}",
+            rates.stream.median,
         ),
         Figure(
             f"{name}: CBV event hash alone ({rates.hash_alone.spread})",

@@ -25,13 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.bench_ledger import commissioning, gate_event
+from bench.bench_ledger import commissioning, gate_event, gateway_events
 from gateway.ledger import event_hash as current
 
 MODULE_PATH = "gateway/ledger/event_hash.py"
@@ -64,49 +63,6 @@ def old_module(rev: str) -> ModuleType:
     return module
 
 
-def ingest_events(n: int) -> list[dict[str, Any]]:
-    """``n`` gate events as ``gateway.ingest.epcis_of`` writes them (inbound, outbound and
-    inspection gates; pass, hold and reject; with and without a seller)."""
-    from gateway.config import GateSettings, GatewayConfig
-    from gateway.ingest import epcis_of
-    from gatewire.identity import parse_item_id
-    from gatewire.messages import Decision, GateEvent
-
-    config = GatewayConfig(
-        site="dc1",
-        site_org="site-dc1",
-        location="urn:epc:id:sgln:0614141.00777.0",
-        site_secret="ab" * 32,
-        ledger_url="sqlite:///unused.db",
-        gates={
-            "in-01": GateSettings(kind="inbound", read_point="urn:epc:id:sgln:0614141.00888.1"),
-            "out-01": GateSettings(kind="outbound"),
-            "insp-01": GateSettings(kind="inspection"),
-        },
-    )
-    decisions = (Decision.PASS,) * 8 + (Decision.HOLD, Decision.REJECT)
-    reasons = {Decision.PASS: [], Decision.HOLD: ["vision.suspect"], Decision.REJECT: []}
-    reasons[Decision.REJECT] = ["ledger.unknown_item", "vision.low_score"]
-    events = []
-    start = 1_780_000_000.0
-    for i in range(n):
-        item = parse_item_id(f"urn:epc:id:sgtin:0614141.107346.{100000 + i}").item
-        decision = decisions[i % len(decisions)]
-        gate_event_ = GateEvent(
-            site="dc1",
-            gate=("in-01", "out-01", "insp-01")[i % 3],
-            event_id=uuid.UUID(int=i * 0x9E3779B97F4A7C15 % 2**128).hex,
-            item=item,
-            decision=decision,
-            reasons=reasons[decision],
-            seller=None if i % 4 == 0 else f"seller-{i % 9}",
-            scanned_at=start + i * 0.05,
-            decided_at=start + i * 0.05 + 0.012,
-        )
-        events.append(epcis_of(gate_event_, config))
-    return events
-
-
 def document_jobs() -> list[tuple[Mapping[str, Any], Mapping[str, str], list[str]]]:
     """(event, context, ignore) of every event of the conformance documents."""
     jobs: list[tuple[Mapping[str, Any], Mapping[str, str], list[str]]] = []
@@ -137,7 +93,7 @@ def workloads(n: int) -> dict[str, list[Job]]:
         return json.loads(json.dumps(event, separators=(",", ":")))
 
     docs = document_jobs()
-    ingest = ingest_events(n)
+    ingest = gateway_events(n)
     return {
         "commissioning": [plain(commissioning(i)) for i in range(n)],
         "commissioning-read": [plain(read_back(commissioning(i))) for i in range(n)],

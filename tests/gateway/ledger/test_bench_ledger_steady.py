@@ -59,12 +59,13 @@ def test_measure_append_runs_every_mode_once_a_round_on_one_growing_ledger(
     rates = measure_append(
         ledger_url, twin_url, list(keys.values()), fake_event_hash, run_events=run, rounds=rounds
     )
-    for runs in (rates.calls, rates.stream, rates.precomputed, rates.big_batches, rates.raw):
+    modes = (rates.calls, rates.stream, rates.precomputed, rates.big_batches, rates.gateway)
+    for runs in (*modes, rates.raw):
         assert len(runs.values) == rounds
         assert min(runs.values) > 0
     assert len(rates.hash_alone.values) == 4 * rounds
     with Ledger.open(ledger_url, list(keys.values()), event_hash=fake_event_hash) as ledger:
-        assert ledger.store.event_count() == 4 * rounds * run  # each run its own events
+        assert ledger.store.event_count() == 5 * rounds * run  # each run its own events
         report = ledger.audit()  # the last block is held open, not sealed: not strict
         assert report.ok, report.summary()
         for n in (0, 4 * rounds * run - 1):  # the first and the last run's events, once
