@@ -143,9 +143,11 @@ def _prepare(
         keys = keys_fn(event)
     except LedgerError as exc:
         raise LedgerError(f"event {index}: {exc}") from exc
-    for key in keys:
-        if "\x00" in key:  # (PostgreSQL's text refuses it; SQLite would store it)
-            raise LedgerError(f"event {index}: item ID {key!r:.80} holds a NUL character")
+    for key in keys:  # (an item_keys_fn of the caller's may return anything)
+        if type(key) is not str or not key or "\x00" in key:  # (PostgreSQL refuses NUL)
+            raise LedgerError(
+                f"event {index}: item ID {key!r:.80} is not a non-empty string without NUL"
+            )
     return event_id, text, keys
 
 
