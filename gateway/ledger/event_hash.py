@@ -457,12 +457,25 @@ def event_hash(
             prehash = _prehash(event, None, (), False)
     else:
         prehash = _prehash(event, context, ignore, True)
-    return f"ni:///sha-256;{_sha256(prehash.encode()).digest().hex()}?ver=CBV2.0"
+    try:
+        data = prehash.encode()
+    except UnicodeEncodeError as exc:
+        raise EventHashError(_not_unicode(exc)) from None
+    return f"ni:///sha-256;{_sha256(data).digest().hex()}?ver=CBV2.0"
 
 
 def hash_prehash(prehash: str) -> str:
     """The ``ni:///sha-256;…?ver=CBV2.0`` ID of a pre-hash string."""
-    return "ni:///sha-256;" + hashlib.sha256(prehash.encode("utf-8")).hexdigest() + "?ver=CBV2.0"
+    try:
+        data = prehash.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EventHashError(_not_unicode(exc)) from None
+    return "ni:///sha-256;" + hashlib.sha256(data).hexdigest() + "?ver=CBV2.0"
+
+
+def _not_unicode(exc: UnicodeEncodeError) -> str:
+    """What is wrong with text UTF-8 cannot encode (a lone surrogate, as JSON's \\ud800)."""
+    return f"its text holds a lone surrogate (U+{ord(exc.object[exc.start]):04X}): not Unicode"
 
 
 def document_events(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -527,7 +540,13 @@ def document_event_prehashes(doc: Mapping[str, Any]) -> list[str]:
 
 def document_event_hashes(doc: Mapping[str, Any]) -> list[str]:
     """The CBV 2.0 hash ID of every event of an EPCIS 2.0 document, in document order."""
-    return [hash_prehash(p) for p in document_event_prehashes(doc)]
+    hashes = []
+    for index, prehash in enumerate(document_event_prehashes(doc)):
+        try:
+            hashes.append(hash_prehash(prehash))
+        except EventHashError as exc:
+            raise EventHashError(f"event {index}: {exc}") from None
+    return hashes
 
 
 def namespaces_from_context(context: Any) -> dict[str, str]:

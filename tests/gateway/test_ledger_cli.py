@@ -74,6 +74,18 @@ def test_event_hash_of_a_missing_or_bad_file_exits_2_with_one_line(tmp_path: Pat
     assert len(out.strip().splitlines()) == 1
 
 
+def test_event_hash_of_text_that_is_not_unicode_names_the_event(tmp_path: Path) -> None:
+    source = CONFORMANCE / "epcisDocWithVariousEventTypes.jsonld"
+    doc = json.loads(source.read_text(encoding="utf-8"))
+    doc["epcisBody"]["eventList"][1]["bizStep"] = "receiving\ud800"
+    bad = tmp_path / "surrogate.jsonld"
+    bad.write_text(json.dumps(doc), encoding="utf-8")  # (written as the escape \\ud800)
+    code, out = ledger("event-hash", str(bad))
+    assert code == 2
+    assert "event 1: its text holds a lone surrogate (U+D800)" in out
+    assert len(out.strip().splitlines()) == 1
+
+
 # --- seed and audit -----------------------------------------------------------------
 
 
