@@ -14,7 +14,7 @@ inserts once, 20,000 events each, in an order rotated by one each round; there a
 rounds, the figure is the median of a mode's 3 runs and its name shows their min–max.
 The event hash alone is timed on the same events, 20,000 at a time (median of 12).
 One more mode appends gate decisions as the gateway writes them (``gateway_events``: an
-@context and five extension fields, about 1.7 times a gate event's JSON), for reference
+@context and five extension fields, about twice a gate event's JSON), for reference
 beside the same stream of the simpler gate events.
 """
 
@@ -395,7 +395,9 @@ def backend_figures(
             rates.big_batches,
         ),
     )
-    gateway_bytes = len(json.dumps(gateway_events(1)[0], separators=(",", ":")))
+    gateway_bytes = statistics.mean(
+        len(json.dumps(e, separators=(",", ":"))) for e in gateway_events(1_000)
+    )
     return [
         *(
             Figure(
@@ -410,7 +412,7 @@ def backend_figures(
         ),
         Figure(  # (what the gateway appends at gate rates; bulk loads are commissioning)
             f"{name}: gate decisions as the gateway writes them (ingest.epcis_of: @context, 5 "
-            f"extension fields, {gateway_bytes} bytes of JSON), stream, batches of "
+            f"extension fields, {gateway_bytes:.0f} bytes of JSON on average), stream, batches of "
             f"{APPEND_BATCH} ({rates.gateway.spread})",
             rates.gateway.median,
             "events/s",

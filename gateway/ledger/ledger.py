@@ -58,6 +58,24 @@ def default_event_hash() -> HashFn:
     return fn
 
 
+_UNSTORABLE = "not a non-empty string without NUL or lone surrogates"
+
+
+def storable_text(text: str) -> bool:
+    """Whether ``text`` is an ID both backends store and read back as it is: not empty, no
+    NUL (PostgreSQL's text refuses it, SQLite stores it) and Unicode (no lone surrogate,
+    which UTF-8 cannot encode)."""
+    if not text or "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def item_keys(event: Mapping[str, Any]) -> list[str]:
     """Item IDs an EPCIS event names: epcList, childEPCs, parentID, input/outputEPCList."""
     keys: list[str] = []
@@ -139,15 +157,20 @@ def _prepare(
         event_id = hash_fn(event)
     except Exception as exc:  # the hash function's own errors, whatever their type
         raise LedgerError(f"event {index}: cannot compute its event hash: {exc}") from exc
+    # (a caller's hash or item_keys_fn may return anything)
+    if type(event_id) is not str or not storable_text(event_id):
+        raise LedgerError(f"event {index}: the event hash gave {event_id!r:.80}: {_UNSTORABLE}")
     try:
         keys = keys_fn(event)
     except LedgerError as exc:
         raise LedgerError(f"event {index}: {exc}") from exc
-    for key in keys:  # (an item_keys_fn of the caller's may return anything)
-        if type(key) is not str or not key or "\x00" in key:  # (PostgreSQL refuses NUL)
-            raise LedgerError(
-                f"event {index}: item ID {key!r:.80} is not a non-empty string without NUL"
-            )
+    except Exception as exc:  # a caller's item_keys_fn's own errors
+        raise LedgerError(f"event {index}: cannot compute its item IDs: {exc}") from exc
+    if type(keys) is not list:
+        raise LedgerError(f"event {index}: item IDs must come as a list, got {keys!r:.80}")
+    for key in keys:
+        if type(key) is not str or not storable_text(key):
+            raise LedgerError(f"event {index}: item ID {key!r:.80}: {_UNSTORABLE}")
     return event_id, text, keys
 
 
@@ -510,6 +533,8 @@ class Ledger:
         unknown."""
         if not isinstance(item_key, str) or not item_key:
             raise LedgerError(f"item key must be a non-empty string, got {item_key!r:.80}")
+        if not storable_text(item_key):
+            return None  # (no append stores such an ID)
         row = self.store.item_state(item_key)
         if row is None:
             return None
@@ -520,6 +545,8 @@ class Ledger:
         """The item's events, oldest first."""
         if not isinstance(item_key, str) or not item_key:
             raise LedgerError(f"item key must be a non-empty string, got {item_key!r:.80}")
+        if not storable_text(item_key):
+            return []  # (no append stores such an ID)
         return [
             LedgerEvent(seq, eid, json.loads(text), signer, chain)
             for seq, eid, text, signer, chain in self.store.item_history(item_key)
@@ -572,4 +599,5 @@ __all__ = [
     "StoreError",
     "item_keys",
     "state_of",
+    "storable_text",
 ]

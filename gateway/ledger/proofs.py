@@ -19,7 +19,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.ledger import merkle
 from gateway.ledger.chain import leaf_data
-from gateway.ledger.ledger import HashFn, LedgerError, default_event_hash, item_keys, now_iso
+from gateway.ledger.ledger import (
+    HashFn,
+    LedgerError,
+    default_event_hash,
+    item_keys,
+    now_iso,
+    storable_text,
+)
 from gateway.ledger.signing import (
     BlockHeader,
     KeyStoreError,
@@ -69,7 +76,7 @@ def prove(store: SqlStore, item_key: str) -> dict[str, Any]:
         raise LedgerError(f"item key must be a non-empty string, got {item_key!r:.80}")
     entries: list[dict[str, Any]] = []
     unsealed: list[dict[str, Any]] = []
-    history = store.item_history_with_blocks(item_key)
+    history = store.item_history_with_blocks(item_key) if storable_text(item_key) else []
     if not history:
         raise LedgerError(f"item {item_key!r} is not in the ledger")
     for (seq, event_id, text, signer, _chain), block in history:

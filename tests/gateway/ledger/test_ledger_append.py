@@ -219,9 +219,9 @@ def test_an_open_block_out_of_step_with_the_events_is_refused(ledger: Ledger) ->
         ([{"type": "ObjectEvent", "x": {1, 2}}], BRAND, "not JSON-serialisable"),
         ([{"type": "ObjectEvent", "x": float("nan")}], BRAND, "not JSON-serialisable"),
         ([{"type": "ObjectEvent", "parentID": 5}], BRAND, "parentID must be a non-empty string"),
-        ([event(1), event(2, items=["a\x00b"])], BRAND, "event 1: item ID 'a.x00b' is not a"),
+        ([event(1), event(2, items=["a\x00b"])], BRAND, "event 1: item ID 'a.x00b': not a"),
         ([event(1, items=["x\ud800"])], BRAND, "event 0 is not JSON.*lone surrogate .U.D800"),
-        ([aggregation([epc(1)]) | {"parentID": "p\x00"}], BRAND, "item ID 'p.x00' is not"),
+        ([aggregation([epc(1)]) | {"parentID": "p\x00"}], BRAND, "event 0: item ID 'p.x00': not"),
         ({"type": "ObjectEvent"}, BRAND, "sequence of event objects"),
     ],
     ids=["signer", "str", "set", "nan", "parent-int", "nul-epc", "surrogate", "nul-parent", "map"],
@@ -254,7 +254,7 @@ def test_item_keys_of_a_custom_function_must_be_item_ids(
     with Ledger.open(
         ledger_url, keys.values(), event_hash=fake_event_hash, item_keys_fn=lambda e: bad
     ) as ledger:
-        with pytest.raises(LedgerError, match=r"event 0: item ID .* is not a non-empty string"):
+        with pytest.raises(LedgerError, match=r"event 0: item ID .*: not a non-empty string"):
             ledger.append(event(1), BRAND)
         assert ledger.store.event_count() == 0
 
