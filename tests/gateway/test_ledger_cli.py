@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from provgate_cli.main import app
+from tests.gateway.ledger.ledger_support import event
 from tests.support.postgres import PostgresServer
 
 runner = CliRunner()
@@ -75,15 +77,17 @@ def test_event_hash_of_a_missing_or_bad_file_exits_2_with_one_line(tmp_path: Pat
 
 
 def test_event_hash_of_text_that_is_not_unicode_names_the_event(tmp_path: Path) -> None:
-    source = CONFORMANCE / "epcisDocWithVariousEventTypes.jsonld"
-    doc = json.loads(source.read_text(encoding="utf-8"))
-    doc["epcisBody"]["eventList"][1]["bizStep"] = "receiving\ud800"
+    events = [event(1), event(2) | {"bizStep": "receiving\ud800"}]
+    doc: dict[str, Any] = {"type": "EPCISDocument", "epcisBody": {"eventList": events}}
     bad = tmp_path / "surrogate.jsonld"
     bad.write_text(json.dumps(doc), encoding="utf-8")  # (written as the escape \\ud800)
     code, out = ledger("event-hash", str(bad))
     assert code == 2
     assert "event 1: its text holds a lone surrogate (U+D800)" in out
     assert len(out.strip().splitlines()) == 1
+    doc["epcisBody"]["eventList"] = events[:1]  # and the same document without it hashes
+    bad.write_text(json.dumps(doc), encoding="utf-8")
+    assert ledger("event-hash", str(bad))[0] == 0
 
 
 # --- seed and audit -----------------------------------------------------------------
